@@ -1,0 +1,193 @@
+//! One invocation: parse, run the lifecycle under a panic guard and a timer, answer exactly once.
+
+use crate::lifecycle::{Context, CustomResource, Failure, Outcome};
+use crate::request::{self, Action, ParseError, Reply, Request};
+use crate::response::{self, Response, Status};
+use crate::sender::{Delivery, Sender};
+use futures_util::FutureExt;
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// Prefix of the physical id answered for a Create that failed before it made anything.
+/// CloudFormation's rollback then sends a Delete with this id, which is answered at once.
+pub const FAILED_CREATE_PREFIX: &str = "failed-create:";
+
+/// The most the framework keeps back before Lambda's deadline to answer FAILED in time.
+const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(5);
+
+/// Handle one Lambda event. Returns `Err` only when no response could be delivered (so Lambda's
+/// own retry of the asynchronous invocation gets another chance) or the event was not a
+/// custom-resource request at all.
+pub async fn handle<R: CustomResource>(
+    resource: &R,
+    sender: &Sender,
+    event: LambdaEvent<Value>,
+) -> Result<(), lambda_runtime::Error> {
+    let answer_by = answer_by(event.context.deadline);
+    let aws_request_id = event.context.request_id;
+    let (reply, request) = match request::parse(event.payload) {
+        Ok(parsed) => parsed,
+        Err(ParseError::NotCustomResource(why)) => {
+            error!(%aws_request_id, error = %why, "event ignored");
+            return Err(why.into());
+        }
+        Err(ParseError::Malformed {
+            reply,
+            physical_id,
+            reason,
+        }) => {
+            let span = span(&reply, "unknown", &aws_request_id);
+            let id = physical_id.unwrap_or_else(|| failed_create_id(&reply));
+            return answer(sender, reply, Response::failed(id, reason))
+                .instrument(span)
+                .await;
+        }
+    };
+    let span = span(&reply, request.action.name(), &aws_request_id);
+    async move {
+        info!(
+            resource_type = %request.envelope.resource_type,
+            physical_id = request.action.physical_id().unwrap_or(""),
+            "request received"
+        );
+        let response = run(resource, &request, &reply, answer_by).await;
+        answer(sender, reply, response).await
+    }
+    .instrument(span)
+    .await
+}
+
+fn span(reply: &Reply, request_type: &str, aws_request_id: &str) -> tracing::Span {
+    let envelope = reply.envelope();
+    info_span!(
+        "custom_resource",
+        aws_request_id,
+        request_id = %envelope.request_id,
+        logical_resource_id = %envelope.logical_resource_id,
+        request_type,
+    )
+}
+
+/// Run the resource's lifecycle method; a panic or the deadline becomes a FAILED response.
+async fn run<R: CustomResource>(
+    resource: &R,
+    request: &Request,
+    reply: &Reply,
+    answer_by: Instant,
+) -> Response {
+    if let Action::Delete { physical_id } = &request.action
+        && physical_id.starts_with(FAILED_CREATE_PREFIX)
+    {
+        info!("Delete after a Create that made nothing: nothing to do");
+        return success(Outcome::new(physical_id.clone()));
+    }
+    let ctx = Context::new(answer_by);
+    let work = async {
+        match &request.action {
+            Action::Create => resource.create(request, &ctx).await,
+            Action::Update { .. } => resource.update(request, &ctx).await,
+            Action::Delete { physical_id } => resource
+                .delete(request, &ctx)
+                .await
+                .map(|()| Outcome::new(physical_id.clone())),
+        }
+    };
+    let result = tokio::select! {
+        finished = AssertUnwindSafe(work).catch_unwind() => match finished {
+            Ok(result) => result,
+            Err(_) => Err(Failure::new(format!(
+                "internal error: the provider panicked while {}; see its logs for request {}",
+                ctx.current_step(),
+                request.envelope.request_id
+            ))),
+        },
+        () = tokio::time::sleep_until(answer_by) => {
+            warn!(step = %ctx.current_step(), "answering FAILED before the Lambda deadline");
+            Err(Failure::new(format!(
+                "timed out after {:.1} s while {}; answered before the function's own timeout. \
+                 Retry the stack operation, or raise the function's Timeout if this step is slow",
+                ctx.elapsed().as_secs_f64(),
+                ctx.current_step()
+            )))
+        }
+    };
+    match result {
+        Ok(outcome) if matches!(request.action, Action::Delete { .. }) => success(outcome),
+        Ok(outcome) if outcome.physical_id.trim().is_empty() => Response::failed(
+            fallback_id(request, reply),
+            "internal error: the provider returned an empty physical id",
+        ),
+        Ok(outcome) => success(outcome),
+        Err(failure) => {
+            let id = failure
+                .physical_id
+                .unwrap_or_else(|| fallback_id(request, reply));
+            Response::failed(id, failure.reason)
+        }
+    }
+}
+
+fn success(outcome: Outcome) -> Response {
+    Response {
+        status: Status::Success,
+        reason: None,
+        physical_id: outcome.physical_id,
+        data: outcome.data,
+        no_echo: outcome.no_echo,
+    }
+}
+
+/// The id to answer a failure with: the one the resource already has, or the marker on Create.
+fn fallback_id(request: &Request, reply: &Reply) -> String {
+    request
+        .action
+        .physical_id()
+        .map(str::to_owned)
+        .unwrap_or_else(|| failed_create_id(reply))
+}
+
+fn failed_create_id(reply: &Reply) -> String {
+    let envelope = reply.envelope();
+    format!(
+        "{FAILED_CREATE_PREFIX}{}:{}",
+        envelope.logical_resource_id, envelope.request_id
+    )
+}
+
+async fn answer(
+    sender: &Sender,
+    reply: Reply,
+    response: Response,
+) -> Result<(), lambda_runtime::Error> {
+    let rendered = response::render(reply.envelope(), &response);
+    match rendered.status {
+        Status::Success => info!(physical_id = %response.physical_id, "answering SUCCESS"),
+        Status::Failed => warn!(
+            physical_id = %response.physical_id,
+            reason = response.reason.as_deref().unwrap_or(""),
+            "answering FAILED"
+        ),
+    }
+    match sender.send(reply, &rendered).await {
+        Delivery::Delivered { .. } | Delivery::Rejected { .. } => Ok(()),
+        Delivery::Undelivered { last_error, .. } => {
+            Err(format!("response not delivered: {last_error}").into())
+        }
+    }
+}
+
+/// When to answer FAILED at the latest: a margin before Lambda's deadline (epoch milliseconds),
+/// at most [`MAX_SAFETY_MARGIN`] and a fifth of the time left, so short timeouts still get work done.
+fn answer_by(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let margin = (left / 5).min(MAX_SAFETY_MARGIN);
+    Instant::now() + left.saturating_sub(margin)
+}

@@ -1,0 +1,148 @@
+//! The typed lifecycle a resource implements, and what a handler returns.
+
+use crate::request::Request;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::info;
+
+/// A custom resource. Each method gets the parsed request and a [`Context`]; what it returns (or
+/// the panic, or the deadline) becomes the one response CloudFormation receives.
+pub trait CustomResource: Send + Sync {
+    fn create(
+        &self,
+        request: &Request,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+
+    /// Return the same physical id to update in place; a different one means replacement, and
+    /// CloudFormation will later send a Delete for the old id.
+    fn update(
+        &self,
+        request: &Request,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+
+    /// Must be idempotent: something already gone is a success.
+    fn delete(&self, request: &Request, ctx: &Context)
+    -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// A successful Create or Update.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Outcome {
+    pub physical_id: String,
+    /// Readable with `Fn::GetAtt`.
+    pub data: BTreeMap<String, String>,
+    /// Mask `data` in the console and in `describe-stack-resource` output.
+    pub no_echo: bool,
+}
+
+impl Outcome {
+    pub fn new(physical_id: impl Into<String>) -> Self {
+        Self {
+            physical_id: physical_id.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.data.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A failed request. The reason becomes the `Reason` shown in the console: write it for the
+/// person who has to fix the template or the account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub reason: String,
+    /// The id to answer with; defaults to the request's id, or the failed-create marker.
+    pub physical_id: Option<String>,
+}
+
+impl Failure {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            physical_id: None,
+        }
+    }
+
+    /// For a Create that made something before it failed: the rollback Delete gets this id.
+    pub fn with_physical_id(mut self, id: impl Into<String>) -> Self {
+        self.physical_id = Some(id.into());
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Any error becomes a Failure whose reason is its message and its sources', joined by ": ".
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(err: E) -> Self {
+        let mut reason = err.to_string();
+        let mut source = err.source();
+        while let Some(e) = source {
+            let text = e.to_string();
+            if !reason.contains(&text) {
+                reason.push_str(": ");
+                reason.push_str(&text);
+            }
+            source = e.source();
+        }
+        Self::new(reason)
+    }
+}
+
+/// What a handler can tell the framework while it works, and the time it has left.
+#[derive(Debug, Clone)]
+pub struct Context {
+    step: Arc<Mutex<Cow<'static, str>>>,
+    started: Instant,
+    deadline: Instant,
+}
+
+impl Context {
+    pub(crate) fn new(deadline: Instant) -> Self {
+        Self {
+            step: Arc::new(Mutex::new(Cow::Borrowed("starting"))),
+            started: Instant::now(),
+            deadline,
+        }
+    }
+
+    /// Record (and log) what the handler is doing now, so that a timeout or a panic can say where
+    /// it happened.
+    pub fn step(&self, what: impl Into<Cow<'static, str>>) {
+        let what = what.into();
+        info!(step = %what, "step");
+        if let Ok(mut step) = self.step.lock() {
+            *step = what;
+        }
+    }
+
+    pub fn current_step(&self) -> String {
+        self.step
+            .lock()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| "an unknown step".to_owned())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Time left before the framework must answer.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}

@@ -1,0 +1,290 @@
+//! Reading the event CloudFormation sends: directly, or wrapped in an SNS notification.
+
+use crate::properties::Properties;
+use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
+use reqwest::Url;
+use serde_json::Value;
+use std::fmt;
+
+/// The pre-signed S3 URL the response goes to. It is a credential: `Debug` and `Display` show the
+/// scheme, host and path only, never the query that carries the signature.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResponseUrl(Url);
+
+impl ResponseUrl {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let url = Url::parse(raw).ok()?;
+        matches!(url.scheme(), "https" | "http").then_some(Self(url))
+    }
+
+    /// The full URL, signature included: only for sending the response.
+    pub(crate) fn expose(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for ResponseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = &self.0;
+        write!(
+            f,
+            "{}://{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.path()
+        )?;
+        if url.query().is_some() {
+            f.write_str("?***")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ResponseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ResponseUrl({self})")
+    }
+}
+
+/// What every response echoes back.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub request_id: String,
+    pub stack_id: String,
+    pub logical_resource_id: String,
+    pub resource_type: String,
+}
+
+/// The one right to answer a request. It is not `Clone`, and sending consumes it
+/// ([`crate::sender::Sender::send`]), so a request can be answered at most once by construction.
+#[derive(Debug)]
+pub struct Reply {
+    pub(crate) envelope: Envelope,
+    pub(crate) url: ResponseUrl,
+}
+
+impl Reply {
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    pub fn url(&self) -> &ResponseUrl {
+        &self.url
+    }
+}
+
+/// What CloudFormation asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Create,
+    Update {
+        physical_id: String,
+        old_properties: Properties,
+    },
+    Delete {
+        physical_id: String,
+    },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Create => "Create",
+            Action::Update { .. } => "Update",
+            Action::Delete { .. } => "Delete",
+        }
+    }
+
+    /// The id the resource already has (Update, Delete).
+    pub fn physical_id(&self) -> Option<&str> {
+        match self {
+            Action::Create => None,
+            Action::Update { physical_id, .. } | Action::Delete { physical_id } => {
+                Some(physical_id)
+            }
+        }
+    }
+}
+
+/// A parsed custom-resource request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub envelope: Envelope,
+    pub action: Action,
+    pub properties: Properties,
+}
+
+/// Why an event could not be parsed.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Not a custom-resource request at all (no usable ResponseURL): there is no one to answer.
+    NotCustomResource(String),
+    /// A request we can answer, but whose content is wrong: answered FAILED with this reason.
+    Malformed {
+        reply: Reply,
+        physical_id: Option<String>,
+        reason: String,
+    },
+}
+
+/// Parse a Lambda payload: the custom-resource request itself, or an SNS notification carrying it.
+/// Returns the request and the one [`Reply`] that answers it.
+pub fn parse(payload: Value) -> Result<(Reply, Request), ParseError> {
+    let payload = unwrap_sns(payload)?;
+    let reply = reply(&payload)?;
+    match typed(&payload) {
+        Ok((action, properties)) => {
+            let request = Request {
+                envelope: reply.envelope.clone(),
+                action,
+                properties,
+            };
+            Ok((reply, request))
+        }
+        Err(reason) => Err(ParseError::Malformed {
+            reply,
+            physical_id: str_field(&payload, "PhysicalResourceId").map(str::to_owned),
+            reason,
+        }),
+    }
+}
+
+fn typed(payload: &Value) -> Result<(Action, Properties), String> {
+    let typed: CloudFormationCustomResourceRequest<Value, Value> =
+        serde_json::from_value(payload.clone())
+            .map_err(|e| format!("the request from CloudFormation is malformed: {e}"))?;
+    let to_props = |value: Value, field: &str| match value {
+        Value::Object(map) => Ok(Properties::new(map)),
+        Value::Null => Ok(Properties::default()),
+        _ => Err(format!("{field} is not an object")),
+    };
+    let (action, properties) = match typed {
+        CloudFormationCustomResourceRequest::Create(r) => {
+            (Action::Create, to_props(r.resource_properties, "ResourceProperties")?)
+        }
+        CloudFormationCustomResourceRequest::Update(r) => (
+            Action::Update {
+                physical_id: r.physical_resource_id,
+                old_properties: to_props(r.old_resource_properties, "OldResourceProperties")?,
+            },
+            to_props(r.resource_properties, "ResourceProperties")?,
+        ),
+        CloudFormationCustomResourceRequest::Delete(r) => (
+            Action::Delete {
+                physical_id: r.physical_resource_id,
+            },
+            to_props(r.resource_properties, "ResourceProperties")?,
+        ),
+        _ => return Err("unknown RequestType".to_owned()),
+    };
+    Ok((action, properties))
+}
+
+fn unwrap_sns(payload: Value) -> Result<Value, ParseError> {
+    let Some(message) = payload
+        .get("Records")
+        .and_then(|r| r.get(0))
+        .and_then(|r| r.get("Sns"))
+        .and_then(|s| s.get("Message"))
+    else {
+        return Ok(payload);
+    };
+    let text = message.as_str().ok_or_else(|| {
+        ParseError::NotCustomResource("the SNS message is not a string".to_owned())
+    })?;
+    serde_json::from_str(text).map_err(|e| {
+        ParseError::NotCustomResource(format!("the SNS message is not JSON: {e}"))
+    })
+}
+
+/// The fields needed to answer at all, read leniently so that a request that is wrong in any other
+/// way still gets a FAILED answer instead of hanging the stack.
+fn reply(payload: &Value) -> Result<Reply, ParseError> {
+    let response_url = str_field(payload, "ResponseURL")
+        .and_then(ResponseUrl::parse)
+        .ok_or_else(|| {
+            ParseError::NotCustomResource(
+                "no valid ResponseURL: not a CloudFormation custom-resource request".to_owned(),
+            )
+        })?;
+    let field = |name| str_field(payload, name).unwrap_or_default().to_owned();
+    let envelope = Envelope {
+        request_id: field("RequestId"),
+        stack_id: field("StackId"),
+        logical_resource_id: field("LogicalResourceId"),
+        resource_type: field("ResourceType"),
+    };
+    Ok(Reply {
+        envelope,
+        url: response_url,
+    })
+}
+
+fn str_field<'a>(payload: &'a Value, name: &str) -> Option<&'a str> {
+    payload.get(name).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn create_event() -> Value {
+        json!({
+            "RequestType": "Create",
+            "ServiceToken": "arn:aws:lambda:us-east-2:123456789012:function:f",
+            "ResponseURL": "https://cfn.s3.amazonaws.com/arn%3Astack/resp?X-Amz-Signature=SECRETSIG",
+            "StackId": "arn:aws:cloudformation:us-east-2:123456789012:stack/s/1",
+            "RequestId": "req-1",
+            "ResourceType": "Custom::Discovery",
+            "LogicalResourceId": "Discovery",
+            "ResourceProperties": {"ServiceToken": "x", "ClusterName": "demo"}
+        })
+    }
+
+    #[test]
+    fn parses_a_direct_create() {
+        let (_, req) = parse(create_event()).unwrap();
+        assert_eq!(req.action, Action::Create);
+        assert_eq!(req.envelope.logical_resource_id, "Discovery");
+        assert_eq!(
+            req.properties.required_str("ClusterName", "").unwrap(),
+            "demo"
+        );
+    }
+
+    #[test]
+    fn parses_a_request_wrapped_in_sns() {
+        let sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {
+            "Message": create_event().to_string()
+        }}]});
+        assert_eq!(parse(sns).unwrap().1.envelope.request_id, "req-1");
+    }
+
+    #[test]
+    fn response_url_never_shows_its_signature() {
+        let (reply, _) = parse(create_event()).unwrap();
+        let shown = format!("{reply:?} {}", reply.url());
+        assert!(!shown.contains("SECRETSIG"), "{shown}");
+        assert!(shown.contains("cfn.s3.amazonaws.com/arn%3Astack/resp?***"));
+    }
+
+    #[test]
+    fn malformed_request_with_a_response_url_can_still_be_answered() {
+        let mut event = create_event();
+        event["RequestType"] = json!("Update"); // Update without PhysicalResourceId
+        match parse(event) {
+            Err(ParseError::Malformed { reason, .. }) => {
+                assert!(reason.contains("PhysicalResourceId"), "{reason}")
+            }
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn event_without_response_url_is_not_answerable() {
+        let mut event = create_event();
+        event.as_object_mut().unwrap().remove("ResponseURL");
+        assert!(matches!(parse(event), Err(ParseError::NotCustomResource(_))));
+    }
+}
