@@ -37,7 +37,8 @@ PUBLIC = [("10.42.0.0/20", "us-east-2a"), ("10.42.16.0/20", "us-east-2b")]
 PRIVATE = [("10.42.128.0/20", "us-east-2a"), ("10.42.144.0/20", "us-east-2b")]
 HOPSWORKS_PATH = "/hopsworks/"
 
-# Filled in by main() once the server is up and the account id is known.
+# Set by seed() from STS: the account moto files the requests under (the key
+# into its backends, used by set_cluster_fields).
 _account_id = None
 
 
@@ -221,11 +222,17 @@ def write_atomically(path, data):
         raise
 
 
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """Raised by the signal handler. A BaseException, because botocore's retry
+    logic catches Exception and would swallow it during seeding."""
+
+
+_stop_requested = False
 
 
 def _raise_stop(signum, frame):
+    global _stop_requested
+    _stop_requested = True  # in case something swallows even a BaseException
     # Ignore repeats so a second signal cannot interrupt the shutdown itself.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -255,13 +262,16 @@ def main():
         signal.signal(signal.SIGINT, _raise_stop)
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        write_atomically(args.state_file, seed(endpoint))
+        state = seed(endpoint)
+        if _stop_requested:
+            raise _Stop
+        write_atomically(args.state_file, state)
         print(f"READY {endpoint}", flush=True)
 
         # Read the raw fd in the main thread: a signal handler that raises
         # interrupts os.read(), and no reader thread is left holding stdin's
         # buffer lock at interpreter shutdown (a fatal error in CPython).
-        while True:
+        while not _stop_requested:
             try:
                 if not os.read(0, 65536):
                     break

@@ -1,1 +1,87 @@
+//! The local bench: every part a custom resource talks to in AWS, played on loopback.
+//!
+//! - [`aws`]: moto's server (a real AWS emulator), seeded with a realistic account;
+//! - [`faults`]: a proxy in front of it that injects throttling, 5xx and delays;
+//! - [`lambda`]: a Lambda Runtime API that runs the compiled function binary, with Lambda's
+//!   environment, deadline header and kill at timeout;
+//! - [`cloudformation`]: CloudFormation's side of the protocol, with a ResponseURL receiver that
+//!   checks every PUT as S3 and CloudFormation would.
 
+pub mod aws;
+pub mod cloudformation;
+pub mod faults;
+pub mod lambda;
+mod server;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// The path of a function binary, built (debug) if it is missing or stale.
+///
+/// `FUNCTION_BIN_DIR` points at prebuilt binaries instead (the benchmarks use release builds).
+pub fn function_binary(package: &str, bin: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("FUNCTION_BIN_DIR") {
+        return PathBuf::from(dir).join(bin);
+    }
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Mutex::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == bin) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args(["build", "--quiet", "-p", package, "--bin", bin])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building {bin} failed");
+        built.push(bin.to_owned());
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    target.join("debug").join(bin)
+}
+
+/// A random lowercase hex string, for request ids and signatures.
+pub fn random_hex(len: usize) -> String {
+    std::iter::repeat_with(|| fastrand::u8(..))
+        .take(len.div_ceil(2))
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..len]
+        .to_owned()
+}
+
+/// A UUID-shaped random id, as CloudFormation's RequestId.
+pub fn random_uuid() -> String {
+    let h = random_hex(32);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// The `ClusterDiscovery` function as the stack deploys it, its AWS calls sent to `endpoint`.
+pub fn discovery_function(endpoint: &str, timeout: std::time::Duration) -> lambda::LambdaFunction {
+    let mut config = lambda::FunctionConfig::new(
+        "hopsworks-eks-ClusterDiscovery",
+        function_binary("cluster-discovery-function", "cluster-discovery"),
+    );
+    config.timeout = timeout;
+    config
+        .env
+        .push(("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()));
+    lambda::LambdaFunction::new(config)
+}

@@ -1,1 +1,61 @@
-pub fn placeholder() {}
+//! The `ClusterDiscovery` custom resource: read-only look-up of an EKS cluster's network and of the
+//! role behind the Hopsworks instance profile, for the rest of the stack to use with `Fn::GetAtt`.
+
+mod arn;
+mod discover;
+mod error;
+mod input;
+
+pub use arn::{Arn, role_arn_without_path};
+pub use discover::{Clients, Discovered};
+pub use error::DiscoveryError;
+pub use input::{CLUSTER_NAME, INSTANCE_PROFILE, Input};
+
+use custom_resource::{Context, CustomResource, Failure, Outcome, Request};
+
+/// The resource. Create and Update discover; Delete changes nothing.
+#[derive(Debug, Clone)]
+pub struct ClusterDiscovery {
+    clients: Clients,
+}
+
+impl ClusterDiscovery {
+    pub fn new(clients: Clients) -> Self {
+        Self { clients }
+    }
+
+    async fn discover(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
+        let input = Input::parse(&request.properties)?;
+        ctx.step(format!(
+            "discovering EKS cluster {} and instance profile {}",
+            input.cluster_name, input.instance_profile.name
+        ));
+        let found = self.clients.discover(&input).await?;
+        tracing::info!(
+            cluster_arn = %found.cluster_arn,
+            vpc_id = %found.vpc_id,
+            authentication_mode = %found.authentication_mode,
+            role_arn = %found.role_arn,
+            "discovered"
+        );
+        // The cluster ARN is the id: stable across updates unless the cluster changes, in which
+        // case CloudFormation replaces the resource (and its Delete is a no-op).
+        let mut outcome = Outcome::new(found.cluster_arn.clone());
+        outcome.data = found.attributes();
+        Ok(outcome)
+    }
+}
+
+impl CustomResource for ClusterDiscovery {
+    async fn create(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
+        self.discover(request, ctx).await
+    }
+
+    async fn update(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
+        self.discover(request, ctx).await
+    }
+
+    async fn delete(&self, _request: &Request, _ctx: &Context) -> Result<(), Failure> {
+        Ok(()) // read-only: nothing was made, nothing to remove
+    }
+}

@@ -26,13 +26,11 @@ impl ResponseUrl {
 impl fmt::Display for ResponseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = &self.0;
-        write!(
-            f,
-            "{}://{}{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.path()
-        )?;
+        write!(f, "{}://{}", url.scheme(), url.host_str().unwrap_or(""))?;
+        if let Some(port) = url.port() {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(url.path())?;
         if url.query().is_some() {
             f.write_str("?***")?;
         }

@@ -1,0 +1,72 @@
+//! What can go wrong, in words that tell the user what to do.
+
+use custom_resource::PropertyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error(transparent)]
+    Property(#[from] PropertyError),
+
+    #[error(
+        "ClusterName {given:?} is not a valid EKS cluster name: use 1 to 100 letters, digits, \
+         hyphens and underscores, starting with a letter or digit"
+    )]
+    InvalidClusterName { given: String },
+
+    #[error(
+        "InstanceProfile {given:?} is neither an instance profile name nor an instance profile ARN \
+         (arn:aws:iam::123456789012:instance-profile/NAME)"
+    )]
+    InvalidInstanceProfile { given: String },
+
+    #[error(
+        "InstanceProfile {given} is a role ARN; pass the instance profile that holds role {role} \
+         instead: its ARN looks like arn:aws:iam::ACCOUNT:instance-profile/NAME (IAM console → \
+         Roles → {role} → Instance profile ARNs)"
+    )]
+    RoleInsteadOfInstanceProfile { given: String, role: String },
+
+    #[error(
+        "InstanceProfile is in account {profile_account}, but the EKS cluster and this stack are \
+         in account {account}: use an instance profile of account {account}"
+    )]
+    ForeignInstanceProfile {
+        profile_account: String,
+        account: String,
+    },
+
+    #[error(
+        "EKS cluster {name} was not found in region {region}: check ClusterName, and deploy the \
+         stack in the cluster's region"
+    )]
+    ClusterNotFound { name: String, region: String },
+
+    #[error("EKS cluster {name} is {status}, not ACTIVE: wait until it is ACTIVE, then retry")]
+    ClusterNotActive { name: String, status: String },
+
+    #[error(
+        "EKS cluster {name} has no {field} in DescribeCluster; Hopsworks needs it ({why}). \
+         Upgrade the cluster to a current EKS platform version"
+    )]
+    ClusterIncomplete {
+        name: String,
+        field: &'static str,
+        why: &'static str,
+    },
+
+    #[error(
+        "instance profile {name} was not found in account {account}: check InstanceProfile (the \
+         instance profile's name, not the role's) or create it"
+    )]
+    InstanceProfileNotFound { name: String, account: String },
+
+    #[error(
+        "instance profile {name} has no role: add the Hopsworks role to it (aws iam \
+         add-role-to-instance-profile --instance-profile-name {name} --role-name ROLE)"
+    )]
+    InstanceProfileWithoutRole { name: String },
+
+    /// An AWS call failed for another reason (permissions, throttling after retries, an outage).
+    #[error("{call} failed: {message}")]
+    Aws { call: &'static str, message: String },
+}

@@ -1,0 +1,51 @@
+//! A custom resource whose behaviour its properties choose, for the framework's whole-system tests:
+//! `Panic: "true"`, `SleepSeconds: "N"`, `FailWith: "reason"`, `DataBytes: "N"`, `PhysicalId`.
+
+use custom_resource::{Context, CustomResource, Failure, Outcome, Request};
+use std::time::Duration;
+
+struct Probe;
+
+impl Probe {
+    async fn act(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
+        let p = &request.properties;
+        ctx.step("probing");
+        let sleep: u64 = p.int("SleepSeconds", 0, 0, 900)?;
+        if sleep > 0 {
+            ctx.step(format!("sleeping {sleep} s"));
+            tokio::time::sleep(Duration::from_secs(sleep)).await;
+        }
+        if p.bool("Panic", false)? {
+            ctx.step("about to panic");
+            panic!("probe asked to panic");
+        }
+        if let Some(reason) = p.optional_str("FailWith")? {
+            return Err(Failure::new(reason));
+        }
+        let id = p.optional_str("PhysicalId")?.unwrap_or("probe-1");
+        let bytes: usize = p.int("DataBytes", 0, 0, 1_000_000)?;
+        let mut outcome = Outcome::new(id).with("Echo", id);
+        if bytes > 0 {
+            outcome = outcome.with("Blob", "x".repeat(bytes));
+        }
+        Ok(outcome)
+    }
+}
+
+impl CustomResource for Probe {
+    async fn create(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
+        self.act(request, ctx).await
+    }
+    async fn update(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
+        self.act(request, ctx).await
+    }
+    async fn delete(&self, request: &Request, ctx: &Context) -> Result<(), Failure> {
+        self.act(request, ctx).await.map(drop)
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    custom_resource::logging::init();
+    custom_resource::serve(Probe).await
+}

@@ -1,0 +1,201 @@
+//! A proxy in front of moto that injects the failures AWS has: throttling, 5xx, slow answers.
+//!
+//! A rule matches a substring of `"METHOD /path?query body"` (so `"Action=DescribeVpcs"` picks an
+//! EC2 call, `"GET /clusters/"` EKS's DescribeCluster) and fires a bounded number of times. Errors
+//! are shaped as each protocol shapes them, so the SDK classifies them as AWS's would be.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The service's throttling error (EKS 429 ThrottlingException, EC2 RequestLimitExceeded,
+    /// IAM Throttling).
+    Throttle,
+    /// HTTP 500 with the service's internal-error code.
+    ServerError,
+    /// Forward the request, but only after this long.
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    needle: String,
+    fault: Fault,
+    remaining: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    rules: Mutex<Vec<Rule>>,
+    /// `"METHOD /path body"` of every request seen, for counting API calls.
+    seen: Mutex<Vec<String>>,
+}
+
+/// The proxy; its [`FaultProxy::endpoint`] goes into `AWS_ENDPOINT_URL`.
+#[derive(Clone)]
+pub struct FaultProxy {
+    endpoint: String,
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Upstream {
+    base: String,
+    http: reqwest::Client,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let shared: Arc<Shared> = Arc::default();
+        let state = Upstream {
+            base: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            shared: shared.clone(),
+        };
+        let router = Router::new().fallback(forward).with_state(state);
+        let (addr, _) = crate::server::spawn(router).await;
+        Self {
+            endpoint: format!("http://{addr}"),
+            shared,
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Inject `fault` into the next `times` requests that contain `needle`.
+    pub fn inject(&self, needle: &str, fault: Fault, times: usize) {
+        if let Ok(mut rules) = self.shared.rules.lock() {
+            rules.push(Rule {
+                needle: needle.to_owned(),
+                fault,
+                remaining: times,
+            });
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut rules) = self.shared.rules.lock() {
+            rules.clear();
+        }
+        if let Ok(mut seen) = self.shared.seen.lock() {
+            seen.clear();
+        }
+    }
+
+    /// How many requests so far contained `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.shared
+            .seen
+            .lock()
+            .map(|s| s.iter().filter(|r| r.contains(needle)).count())
+            .unwrap_or_default()
+    }
+
+    /// Every request seen, as `"METHOD /path body"`.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+async fn forward(
+    State(up): State<Upstream>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let key = format!("{method} {path} {}", String::from_utf8_lossy(&body));
+    if let Ok(mut seen) = up.shared.seen.lock() {
+        seen.push(key.clone());
+    }
+    let fault = up.shared.rules.lock().ok().and_then(|mut rules| {
+        let rule = rules
+            .iter_mut()
+            .find(|r| r.remaining > 0 && key.contains(&r.needle))?;
+        rule.remaining -= 1;
+        Some(rule.fault)
+    });
+    match fault {
+        Some(Fault::Throttle) => return error_response(&key, true),
+        Some(Fault::ServerError) => return error_response(&key, false),
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let mut request = up.http.request(method, format!("{}{path}", up.base));
+    for (name, value) in &headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    match request.body(body).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let mut out = HeaderMap::new();
+            for (name, value) in resp.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    out.insert(name, value.clone());
+                }
+            }
+            let bytes = resp.bytes().await.unwrap_or_default();
+            (status, out, bytes).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+/// An error in the shape of the protocol the request used.
+fn error_response(key: &str, throttle: bool) -> Response {
+    let request_id = crate::random_uuid();
+    if key.contains("Version=2016-11-15") {
+        // EC2 query protocol
+        let (status, code) = if throttle {
+            (StatusCode::SERVICE_UNAVAILABLE, "RequestLimitExceeded")
+        } else {
+            (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+        };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
+             <Message>Injected by the bench</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        );
+        return (status, [("content-type", "text/xml")], body).into_response();
+    }
+    if key.contains("Action=") {
+        // IAM / STS query protocol
+        let (status, code, kind) = if throttle {
+            (StatusCode::BAD_REQUEST, "Throttling", "Sender")
+        } else {
+            (StatusCode::INTERNAL_SERVER_ERROR, "ServiceFailure", "Receiver")
+        };
+        let body = format!(
+            "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>Injected by the \
+             bench</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        );
+        return (status, [("content-type", "text/xml")], body).into_response();
+    }
+    // REST-JSON (EKS)
+    let (status, code, message) = if throttle {
+        (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException", "Rate exceeded")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "ServerException", "Injected by the bench")
+    };
+    (
+        status,
+        [
+            ("content-type", "application/json"),
+            ("x-amzn-errortype", code),
+            ("x-amzn-requestid", request_id.as_str()),
+        ],
+        format!("{{\"message\":\"{message}\"}}"),
+    )
+        .into_response()
+}
