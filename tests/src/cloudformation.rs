@@ -19,8 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub const MAX_BODY_BYTES: usize = 4096;
-pub const STACK_ID: &str =
-    "arn:aws:cloudformation:us-east-2:123456789012:stack/hopsworks-eks/6f5c4c80-ab12-11ef-9b1a-0a1b2c3d4e5f";
+pub const STACK_ID: &str = "arn:aws:cloudformation:us-east-2:123456789012:stack/hopsworks-eks/6f5c4c80-ab12-11ef-9b1a-0a1b2c3d4e5f";
 
 /// One PUT the receiver accepted or refused.
 #[derive(Debug, Clone)]
@@ -230,7 +229,10 @@ impl Answer {
     }
 
     pub fn attr(&self, key: &str) -> &str {
-        self.data.get(key).and_then(Value::as_str).unwrap_or_default()
+        self.data
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -257,7 +259,8 @@ impl<'a> Player<'a> {
     }
 
     pub async fn create(&self, logical_id: &str, properties: Value) -> Answer {
-        self.send("Create", logical_id, properties, None, None).await
+        self.send("Create", logical_id, properties, None, None)
+            .await
     }
 
     pub async fn update(
@@ -322,10 +325,7 @@ impl<'a> Player<'a> {
 
     /// Invoke (with Lambda's async retries), then insist on exactly one valid accepted PUT.
     async fn deliver(&self, event: Value, request_id: &str, signature: String) -> Answer {
-        let invocations = self
-            .function
-            .invoke_async(&event, self.retry_delay)
-            .await;
+        let invocations = self.function.invoke_async(&event, self.retry_delay).await;
         let accepted = self
             .receiver
             .wait_accepted(request_id, self.grace)

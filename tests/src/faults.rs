@@ -102,7 +102,11 @@ impl FaultProxy {
 
     /// Every request seen, as `"METHOD /path body"`.
     pub fn requests(&self) -> Vec<String> {
-        self.shared.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        self.shared
+            .seen
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -174,7 +178,11 @@ fn error_response(key: &str, throttle: bool) -> Response {
         let (status, code, kind) = if throttle {
             (StatusCode::BAD_REQUEST, "Throttling", "Sender")
         } else {
-            (StatusCode::INTERNAL_SERVER_ERROR, "ServiceFailure", "Receiver")
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceFailure",
+                "Receiver",
+            )
         };
         let body = format!(
             "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>Injected by the \
@@ -184,9 +192,17 @@ fn error_response(key: &str, throttle: bool) -> Response {
     }
     // REST-JSON (EKS)
     let (status, code, message) = if throttle {
-        (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException", "Rate exceeded")
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "ThrottlingException",
+            "Rate exceeded",
+        )
     } else {
-        (StatusCode::INTERNAL_SERVER_ERROR, "ServerException", "Injected by the bench")
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServerException",
+            "Injected by the bench",
+        )
     };
     (
         status,

@@ -217,7 +217,10 @@ impl LambdaFunction {
             .env("AWS_LAMBDA_FUNCTION_NAME", &c.name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_mb.to_string())
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", c.name))
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", c.name),
+            )
             .env(
                 "AWS_LAMBDA_LOG_STREAM_NAME",
                 format!("2026/11/25/[$LATEST]{}", crate::random_hex(32)),
@@ -285,8 +288,14 @@ async fn next(State(api): State<Arc<Api>>) -> impl IntoResponse {
     };
     set("content-type", "application/json".to_owned());
     set("lambda-runtime-aws-request-id", pending.id);
-    set("lambda-runtime-deadline-ms", pending.deadline_ms.to_string());
-    set("lambda-runtime-invoked-function-arn", api.function_arn.clone());
+    set(
+        "lambda-runtime-deadline-ms",
+        pending.deadline_ms.to_string(),
+    );
+    set(
+        "lambda-runtime-invoked-function-arn",
+        api.function_arn.clone(),
+    );
     set(
         "lambda-runtime-trace-id",
         format!(
@@ -331,9 +340,6 @@ async fn error(
 }
 
 async fn init_error(body: axum::body::Bytes) -> impl IntoResponse {
-    eprintln!(
-        "function init error: {}",
-        String::from_utf8_lossy(&body)
-    );
+    eprintln!("function init error: {}", String::from_utf8_lossy(&body));
     (StatusCode::ACCEPTED, Json(json!({"status": "OK"})))
 }

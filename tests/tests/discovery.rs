@@ -59,7 +59,10 @@ async fn discovers_the_cluster_network_and_the_instance_profile_role() {
     assert_eq!(answer.physical_id, c.arn);
     assert_eq!(answer.attr("VpcId"), c.vpc_id);
     assert_eq!(answer.attr("VpcCidr"), c.vpc_cidr);
-    assert_eq!(answer.attr("ClusterSecurityGroupId"), c.cluster_security_group_id);
+    assert_eq!(
+        answer.attr("ClusterSecurityGroupId"),
+        c.cluster_security_group_id
+    );
     assert_eq!(answer.attr("KubernetesVersion"), c.version);
     assert_eq!(answer.attr("AuthenticationMode"), "CONFIG_MAP");
     assert_eq!(answer.attr("AccountId"), seeded.account_id);
@@ -79,7 +82,10 @@ async fn discovers_the_cluster_network_and_the_instance_profile_role() {
     assert_eq!(answer.attr("SubnetIds").split(',').count(), 4);
     let h = &seeded.hopsworks;
     assert_eq!(answer.attr("RoleArn"), h.role_arn);
-    assert!(h.role_arn.contains(&h.role_path), "the seeded role has a path");
+    assert!(
+        h.role_arn.contains(&h.role_path),
+        "the seeded role has a path"
+    );
     assert_eq!(answer.attr("RoleArnWithoutPath"), h.role_arn_without_path);
     assert_eq!(answer.attr("RoleName"), h.role_name);
     assert_eq!(answer.attr("InstanceProfileArn"), h.instance_profile_arn);
@@ -97,7 +103,12 @@ async fn update_keeps_the_id_delete_calls_nothing_and_a_failed_update_keeps_the_
     });
     let created = cfn.create("ClusterDiscovery", b.props()).await;
     let updated = cfn
-        .update("ClusterDiscovery", &created.physical_id, by_name.clone(), b.props())
+        .update(
+            "ClusterDiscovery",
+            &created.physical_id,
+            by_name.clone(),
+            b.props(),
+        )
         .await;
     assert!(updated.is_success(), "{}", updated.reason);
     assert_eq!(updated.physical_id, created.physical_id);
@@ -105,7 +116,12 @@ async fn update_keeps_the_id_delete_calls_nothing_and_a_failed_update_keeps_the_
 
     let missing = json!({"ClusterName": "no-such-cluster", "InstanceProfile": "x"});
     let failed = cfn
-        .update("ClusterDiscovery", &created.physical_id, missing, by_name.clone())
+        .update(
+            "ClusterDiscovery",
+            &created.physical_id,
+            missing,
+            by_name.clone(),
+        )
         .await;
     assert_eq!(failed.status, "FAILED");
     assert_eq!(failed.physical_id, created.physical_id);
@@ -162,19 +178,31 @@ async fn account_problems_fail_with_a_precise_reason() {
     let cases = [
         (
             json!({"ClusterName": "no-such-cluster", "InstanceProfile": s.hopsworks.instance_profile_name}),
-            format!("EKS cluster no-such-cluster was not found in region {}", s.region),
+            format!(
+                "EKS cluster no-such-cluster was not found in region {}",
+                s.region
+            ),
         ),
         (
             json!({"ClusterName": s.creating_cluster_name, "InstanceProfile": s.hopsworks.instance_profile_name}),
-            format!("EKS cluster {} is CREATING, not ACTIVE", s.creating_cluster_name),
+            format!(
+                "EKS cluster {} is CREATING, not ACTIVE",
+                s.creating_cluster_name
+            ),
         ),
         (
             json!({"ClusterName": s.cluster.name, "InstanceProfile": s.empty_instance_profile_arn}),
-            format!("instance profile {} has no role", s.empty_instance_profile_name),
+            format!(
+                "instance profile {} has no role",
+                s.empty_instance_profile_name
+            ),
         ),
         (
             json!({"ClusterName": s.cluster.name, "InstanceProfile": "no-such-profile"}),
-            format!("instance profile no-such-profile was not found in account {}", s.account_id),
+            format!(
+                "instance profile no-such-profile was not found in account {}",
+                s.account_id
+            ),
         ),
         (
             json!({"ClusterName": s.cluster.name,
@@ -192,16 +220,20 @@ async fn account_problems_fail_with_a_precise_reason() {
 async fn throttling_is_retried_and_a_5xx_storm_fails_with_the_aws_error() {
     let b = bench(Duration::from_secs(30)).await;
     b.proxy.inject(DESCRIBE_CLUSTER, Fault::Throttle, 2);
-    b.proxy.inject("Action=GetInstanceProfile", Fault::Throttle, 1);
+    b.proxy
+        .inject("Action=GetInstanceProfile", Fault::Throttle, 1);
     let answer = b.create(b.props()).await;
     assert!(answer.is_success(), "{}", answer.reason);
     assert_eq!(b.proxy.count(DESCRIBE_CLUSTER), 3);
     assert_eq!(b.proxy.count("Action=GetInstanceProfile"), 2);
 
-    b.proxy.inject("Action=DescribeVpcs", Fault::ServerError, 100);
+    b.proxy
+        .inject("Action=DescribeVpcs", Fault::ServerError, 100);
     let answer = b.create_failing(b.props()).await;
     assert!(
-        answer.reason.starts_with("ec2:DescribeVpcs failed: InternalError"),
+        answer
+            .reason
+            .starts_with("ec2:DescribeVpcs failed: InternalError"),
         "{}",
         answer.reason
     );
@@ -213,9 +245,15 @@ async fn a_hanging_aws_call_is_answered_failed_before_the_function_times_out() {
     b.proxy
         .inject(DESCRIBE_CLUSTER, Fault::Delay(Duration::from_secs(60)), 1);
     let answer = b.create_failing(b.props()).await;
-    assert!(answer.reason.starts_with("timed out after 4."), "{}", answer.reason);
     assert!(
-        answer.reason.contains("while discovering EKS cluster demo-eks"),
+        answer.reason.starts_with("timed out after 4."),
+        "{}",
+        answer.reason
+    );
+    assert!(
+        answer
+            .reason
+            .contains("while discovering EKS cluster demo-eks"),
         "{}",
         answer.reason
     );

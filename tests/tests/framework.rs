@@ -19,7 +19,10 @@ fn assert_no_secret_in_logs(function: &LambdaFunction, secret: &str) {
     let logs = function.logs();
     assert!(!logs.is_empty(), "the function logged nothing");
     for line in &logs {
-        assert!(!line.contains(secret), "secret leaked into a log line: {line}");
+        assert!(
+            !line.contains(secret),
+            "secret leaked into a log line: {line}"
+        );
     }
 }
 
@@ -55,7 +58,9 @@ async fn failed_create_answers_a_marker_id_and_the_rollback_delete_succeeds_unto
     assert_eq!(failed.status, "FAILED");
     assert_eq!(failed.reason, "bad input: line two");
     assert!(
-        failed.physical_id.starts_with(custom_resource::FAILED_CREATE_PREFIX),
+        failed
+            .physical_id
+            .starts_with(custom_resource::FAILED_CREATE_PREFIX),
         "{}",
         failed.physical_id
     );
@@ -86,11 +91,25 @@ async fn panic_answers_failed_and_the_process_keeps_serving() {
     assert_eq!(answer.invocations.len(), 1);
     assert!(answer.invocations[0].is_success());
     let update = cfn
-        .update("Probe", &answer.physical_id, json!({}), json!({"Panic": "true"}))
+        .update(
+            "Probe",
+            &answer.physical_id,
+            json!({}),
+            json!({"Panic": "true"}),
+        )
         .await;
     assert!(update.is_success());
-    assert_eq!(function.cold_starts(), 1, "the panic must not kill the process");
-    assert!(function.logs().iter().any(|l| l.contains("probe asked to panic")));
+    assert_eq!(
+        function.cold_starts(),
+        1,
+        "the panic must not kill the process"
+    );
+    assert!(
+        function
+            .logs()
+            .iter()
+            .any(|l| l.contains("probe asked to panic"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,9 +123,17 @@ async fn near_timeout_answers_failed_before_lambda_kills_the_process() {
         "{}",
         answer.reason
     );
-    assert!(answer.reason.contains("while sleeping 30 s"), "{}", answer.reason);
+    assert!(
+        answer.reason.contains("while sleeping 30 s"),
+        "{}",
+        answer.reason
+    );
     assert_eq!(answer.invocations.len(), 1);
-    assert!(answer.invocations[0].is_success(), "{:?}", answer.invocations);
+    assert!(
+        answer.invocations[0].is_success(),
+        "{:?}",
+        answer.invocations
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +164,10 @@ async fn malformed_request_is_still_answered() {
     let cfn = Player::new(&function, "Custom::Probe").await;
     let mut event = Map::new();
     event.insert("RequestType".into(), json!("Update")); // no PhysicalResourceId, no properties
-    event.insert("StackId".into(), json!(system_tests::cloudformation::STACK_ID));
+    event.insert(
+        "StackId".into(),
+        json!(system_tests::cloudformation::STACK_ID),
+    );
     event.insert("LogicalResourceId".into(), json!("Probe"));
     event.insert("ResourceType".into(), json!("Custom::Probe"));
     let answer = cfn.send_event(event).await;
@@ -156,7 +186,8 @@ async fn request_wrapped_in_sns_is_answered() {
         "StackId": system_tests::cloudformation::STACK_ID, "ResourceType": "Custom::Probe",
         "LogicalResourceId": "Probe", "ResourceProperties": {"PhysicalId": "via-sns"}
     });
-    let sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": inner.to_string()}}]});
+    let sns =
+        json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": inner.to_string()}}]});
     assert!(function.invoke(&sns).await.is_success());
     let put = cfn
         .receiver

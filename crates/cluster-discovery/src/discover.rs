@@ -132,10 +132,7 @@ impl Clients {
             .map(|c| c.subnet_ids().to_vec())
             .unwrap_or_default();
 
-        let (cidr, route_tables) = tokio::join!(
-            self.vpc_cidr(vpc_id),
-            self.route_tables(vpc_id)
-        );
+        let (cidr, route_tables) = tokio::join!(self.vpc_cidr(vpc_id), self.route_tables(vpc_id));
         let (public_subnet_ids, private_subnet_ids) = split_public(&subnet_ids, &route_tables?);
 
         Ok(Discovered {
@@ -190,7 +187,9 @@ impl Clients {
             Some(ClusterStatus::Active) => Ok(cluster),
             status => Err(DiscoveryError::ClusterNotActive {
                 name: name.to_owned(),
-                status: status.map_or("in an unknown state", |s| s.as_str()).to_owned(),
+                status: status
+                    .map_or("in an unknown state", |s| s.as_str())
+                    .to_owned(),
             }),
         }
     }
@@ -215,12 +214,13 @@ impl Clients {
             call: "iam:GetInstanceProfile",
             message: "the answer has no instance profile".to_owned(),
         })?;
-        let role = profile
-            .roles()
-            .first()
-            .ok_or_else(|| DiscoveryError::InstanceProfileWithoutRole {
-                name: name.to_owned(),
-            })?;
+        let role =
+            profile
+                .roles()
+                .first()
+                .ok_or_else(|| DiscoveryError::InstanceProfileWithoutRole {
+                    name: name.to_owned(),
+                })?;
         Ok(Role {
             profile_arn: profile.arn().to_owned(),
             name: role.role_name().to_owned(),

@@ -115,8 +115,13 @@ mod tests {
     fn malformed_inputs_name_the_property() {
         let err = input("demo cluster", "p").unwrap_err().to_string();
         assert!(err.starts_with("ClusterName \"demo cluster\""), "{err}");
-        let err = input("demo", "arn:aws:s3:::bucket").unwrap_err().to_string();
-        assert!(err.starts_with("InstanceProfile \"arn:aws:s3:::bucket\""), "{err}");
+        let err = input("demo", "arn:aws:s3:::bucket")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("InstanceProfile \"arn:aws:s3:::bucket\""),
+            "{err}"
+        );
         let err = input("", "p").unwrap_err().to_string();
         assert!(err.contains("property ClusterName is required"), "{err}");
     }

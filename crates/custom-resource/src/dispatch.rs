@@ -42,7 +42,7 @@ pub async fn handle<R: CustomResource>(
         }) => {
             let span = span(&reply, "unknown", &aws_request_id);
             let id = physical_id.unwrap_or_else(|| failed_create_id(&reply));
-            return answer(sender, reply, Response::failed(id, reason))
+            return answer(sender, *reply, Response::failed(id, reason))
                 .instrument(span)
                 .await;
         }

@@ -28,8 +28,11 @@ pub trait CustomResource: Send + Sync {
     ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
 
     /// Must be idempotent: something already gone is a success.
-    fn delete(&self, request: &Request, ctx: &Context)
-    -> impl Future<Output = Result<(), Failure>> + Send;
+    fn delete(
+        &self,
+        request: &Request,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
 /// A successful Create or Update.

@@ -7,7 +7,8 @@ const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_smithy_runtime=warn,hyper
 
 /// Install the JSON subscriber and a panic hook that logs panics as JSON too.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

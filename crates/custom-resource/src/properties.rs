@@ -63,10 +63,11 @@ impl Properties {
 
     /// A string property that must be set; `hint` says what to put there.
     pub fn required_str(&self, name: &str, hint: &str) -> Result<&str, PropertyError> {
-        self.optional_str(name)?.ok_or_else(|| PropertyError::Missing {
-            name: name.to_owned(),
-            hint: hint.to_owned(),
-        })
+        self.optional_str(name)?
+            .ok_or_else(|| PropertyError::Missing {
+                name: name.to_owned(),
+                hint: hint.to_owned(),
+            })
     }
 
     /// `"true"` / `"false"` (any case), or a JSON bool; `default` when not set.
@@ -77,7 +78,11 @@ impl Properties {
                 None => Ok(default),
                 Some(s) if s.eq_ignore_ascii_case("true") => Ok(true),
                 Some(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-                Some(s) => Err(PropertyError::invalid(name, "\"true\" or \"false\"", quote(s))),
+                Some(s) => Err(PropertyError::invalid(
+                    name,
+                    "\"true\" or \"false\"",
+                    quote(s),
+                )),
             },
         }
     }

@@ -119,7 +119,7 @@ pub enum ParseError {
     NotCustomResource(String),
     /// A request we can answer, but whose content is wrong: answered FAILED with this reason.
     Malformed {
-        reply: Reply,
+        reply: Box<Reply>,
         physical_id: Option<String>,
         reason: String,
     },
@@ -140,7 +140,7 @@ pub fn parse(payload: Value) -> Result<(Reply, Request), ParseError> {
             Ok((reply, request))
         }
         Err(reason) => Err(ParseError::Malformed {
-            reply,
+            reply: Box::new(reply),
             physical_id: str_field(&payload, "PhysicalResourceId").map(str::to_owned),
             reason,
         }),
@@ -157,9 +157,10 @@ fn typed(payload: &Value) -> Result<(Action, Properties), String> {
         _ => Err(format!("{field} is not an object")),
     };
     let (action, properties) = match typed {
-        CloudFormationCustomResourceRequest::Create(r) => {
-            (Action::Create, to_props(r.resource_properties, "ResourceProperties")?)
-        }
+        CloudFormationCustomResourceRequest::Create(r) => (
+            Action::Create,
+            to_props(r.resource_properties, "ResourceProperties")?,
+        ),
         CloudFormationCustomResourceRequest::Update(r) => (
             Action::Update {
                 physical_id: r.physical_resource_id,
@@ -190,9 +191,8 @@ fn unwrap_sns(payload: Value) -> Result<Value, ParseError> {
     let text = message.as_str().ok_or_else(|| {
         ParseError::NotCustomResource("the SNS message is not a string".to_owned())
     })?;
-    serde_json::from_str(text).map_err(|e| {
-        ParseError::NotCustomResource(format!("the SNS message is not JSON: {e}"))
-    })
+    serde_json::from_str(text)
+        .map_err(|e| ParseError::NotCustomResource(format!("the SNS message is not JSON: {e}")))
 }
 
 /// The fields needed to answer at all, read leniently so that a request that is wrong in any other
@@ -283,6 +283,9 @@ mod tests {
     fn event_without_response_url_is_not_answerable() {
         let mut event = create_event();
         event.as_object_mut().unwrap().remove("ResponseURL");
-        assert!(matches!(parse(event), Err(ParseError::NotCustomResource(_))));
+        assert!(matches!(
+            parse(event),
+            Err(ParseError::NotCustomResource(_))
+        ));
     }
 }

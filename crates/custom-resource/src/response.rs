@@ -99,7 +99,9 @@ pub fn render(envelope: &Envelope, response: &Response) -> Rendered {
         && !data.is_empty()
         && serialize(status, None, data).len() > MAX_BODY_BYTES
     {
-        let data_bytes = serde_json::to_vec(data).map(|d| d.len()).unwrap_or_default();
+        let data_bytes = serde_json::to_vec(data)
+            .map(|d| d.len())
+            .unwrap_or_default();
         status = Status::Failed;
         reason = Some(format!(
             "the resource's output Data ({} keys, {data_bytes} bytes) does not fit in \

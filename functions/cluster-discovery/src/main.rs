@@ -1,7 +1,7 @@
 //! Lambda entry point of the `ClusterDiscovery` custom resource.
 #![recursion_limit = "256"]
 
-use cluster_discovery::{ClusterDiscovery, Clients};
+use cluster_discovery::{Clients, ClusterDiscovery};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
