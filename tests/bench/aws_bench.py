@@ -7,9 +7,20 @@ boto3 over HTTP (so the seed goes through the same code paths as the Lambdas),
 patches the few DescribeCluster fields moto does not fill in, writes PATH as
 JSON (atomically), prints `READY <endpoint>` and serves until stdin reaches EOF
 or SIGTERM/SIGINT arrives, then stops the server and exits 0.
+
+Around moto, in the same process and all on 127.0.0.1:
+- eks_shim.EksShim, WSGI middleware in moto's own server: EKS access entries and
+  DescribeCluster's accessConfig, which moto lacks;
+- kube_double.KubeDouble, one HTTPS Kubernetes API server per ACTIVE cluster (its
+  endpoint and CA are what DescribeCluster returns), authenticating EKS tokens
+  against moto's IAM and STS;
+- a control API (plain HTTP, its own port, see ControlHandler) for tests to change
+  authentication modes and CAs, read and write ConfigMaps behind the API server's
+  back, inject faults and read request logs.
 """
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -17,8 +28,11 @@ import random
 import signal
 import sys
 import tempfile
+import threading
+from urllib.parse import unquote
 
 import boto3
+import trustme
 from botocore import xform_name
 from moto.eks.models import eks_backends
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
@@ -29,13 +43,46 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from eks_shim import EksApiError, EksShim
+from kube_double import JsonHandler, KubeDouble, LoopbackHTTPServer, serve_in_thread
+
 REGION = "us-east-2"
 CLUSTER = "demo-eks"
 CREATING_CLUSTER = "creating-eks"
+# A second ACTIVE cluster, in API_AND_CONFIG_MAP mode (demo-eks has no accessConfig at all).
+ACCESS_CLUSTER = "access-eks"
+CREATOR_ROLE = "eks-cluster-creator"  # created both clusters: always their admin
+FUNCTION_ROLE = "hopsworks-eks-access-function"  # the Lambda's execution role: mapped nowhere
+VIEWER_ROLE = "eks-viewer"  # in demo-eks's aws-auth, in a group with no RBAC rights
+OPS_ADMIN_USER = "ops-admin"  # an IAM user in demo-eks's aws-auth, in system:masters
+# Long enough for any test run: an expired session makes the kube doubles answer 401.
+SESSION_SECONDS = 12 * 3600
 VPC_CIDR = "10.42.0.0/16"
 PUBLIC = [("10.42.0.0/20", "us-east-2a"), ("10.42.16.0/20", "us-east-2b")]
 PRIVATE = [("10.42.128.0/20", "us-east-2a"), ("10.42.144.0/20", "us-east-2b")]
 HOPSWORKS_PATH = "/hopsworks/"
+
+# aws-auth's data as eksctl writes it (the ARNs are filled in by seed()).
+NODE_MAPPING = """\
+- groups:
+  - system:bootstrappers
+  - system:nodes
+  rolearn: NODE_ROLE_ARN
+  username: system:node:{{EC2PrivateDNSName}}
+"""
+VIEWER_MAPPING = """\
+# Read-only access for the on-call dashboards (RBAC binds nothing to "viewers" yet).
+- groups:
+  - viewers
+  rolearn: VIEWER_ROLE_ARN
+  username: viewer
+"""
+OPS_ADMIN_MAPPING = """\
+- groups:
+  - system:masters
+  userarn: OPS_ADMIN_ARN
+  username: ops-admin
+"""
 
 # Set by seed() from STS: the account moto files the requests under (the key
 # into its backends, used by set_cluster_fields).
@@ -56,9 +103,16 @@ class BenchServer(ThreadedMotoServer):
     set and start() waits forever. Here the event is set either way.
     """
 
+    def __init__(self, ip_address, port, verbose=False, middleware=None):
+        super().__init__(ip_address, port, verbose)
+        # A callable wrapping moto's WSGI app (the EKS shim).
+        self._middleware = middleware
+
     def _server_entry(self):
         try:
             app = DomainDispatcherApplication(create_backend_app)
+            if self._middleware is not None:
+                app = self._middleware(app)
             self._server = make_server(
                 self._ip_address, self._port, app, threaded=True,
                 request_handler=NoDelayRequestHandler,
@@ -94,7 +148,11 @@ def set_cluster_fields(name, **fields):
         setattr(cluster, attr, value)
 
 
-def seed(endpoint):
+def seed(endpoint, shim):
+    """Seed the account; start a Kubernetes API double per ACTIVE cluster.
+
+    Returns (state for the state file, {cluster name: KubeDouble}).
+    """
     kw = dict(region_name=REGION, endpoint_url=endpoint,
               aws_access_key_id="testing", aws_secret_access_key="testing")
     ec2, iam, eks = (boto3.client(s, **kw) for s in ("ec2", "iam", "eks"))
@@ -139,23 +197,31 @@ def seed(endpoint):
     node_sg = ec2.create_security_group(
         GroupName="demo-eks-node-sg", Description="EKS worker nodes", VpcId=vpc_id,
         TagSpecifications=spec("security-group", "demo-eks-node-sg"))["GroupId"]
-    # EKS names its cluster SG eks-cluster-sg-<cluster>-<10 digits>, tags it as
-    # below and lets everything in from itself.
-    cluster_sg_name = f"eks-cluster-sg-{CLUSTER}-{random.randrange(10**9, 10**10)}"
-    cluster_sg = ec2.create_security_group(
-        GroupName=cluster_sg_name, VpcId=vpc_id,
-        Description="EKS created security group applied to ENI that is attached to EKS "
-                    "Control Plane master nodes, as well as any managed workloads.",
-        TagSpecifications=spec("security-group", cluster_sg_name, **{
-            "aws:eks:cluster-name": CLUSTER, f"kubernetes.io/cluster/{CLUSTER}": "owned"}),
-    )["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=cluster_sg, IpPermissions=[
-        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": cluster_sg}]}])
 
-    def role(name, service, path="/"):
+    def cluster_security_group(cluster):
+        # EKS names its cluster SG eks-cluster-sg-<cluster>-<10 digits>, tags it as
+        # below and lets everything in from itself.
+        name = f"eks-cluster-sg-{cluster}-{random.randrange(10**9, 10**10)}"
+        group_id = ec2.create_security_group(
+            GroupName=name, VpcId=vpc_id,
+            Description="EKS created security group applied to ENI that is attached to EKS "
+                        "Control Plane master nodes, as well as any managed workloads.",
+            TagSpecifications=spec("security-group", name, **{
+                "aws:eks:cluster-name": cluster, f"kubernetes.io/cluster/{cluster}": "owned"}),
+        )["GroupId"]
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+            {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id}]}])
+        return group_id
+
+    cluster_sg = cluster_security_group(CLUSTER)
+    access_cluster_sg = cluster_security_group(ACCESS_CLUSTER)
+
+    def role(name, service=None, path="/"):
+        # A service role, or (service None) one that people and CI in this account assume.
+        principal = {"Service": service} if service else {"AWS": f"arn:aws:iam::{account_id}:root"}
         trust = {"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
-        return iam.create_role(RoleName=name, Path=path,
+            "Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]}
+        return iam.create_role(RoleName=name, Path=path, MaxSessionDuration=SESSION_SECONDS,
                                AssumeRolePolicyDocument=json.dumps(trust))["Role"]
 
     cluster_role = role("demo-eks-cluster-role", "eks.amazonaws.com")
@@ -165,14 +231,21 @@ def seed(endpoint):
     iam.add_role_to_instance_profile(InstanceProfileName="hopsworks-instance-profile",
                                      RoleName=hw_role["RoleName"])
     empty_profile = iam.create_instance_profile(InstanceProfileName="empty-instance-profile")
+    creator_role = role(CREATOR_ROLE)
+    function_role = role(FUNCTION_ROLE, "lambda.amazonaws.com")
+    viewer_role = role(VIEWER_ROLE)
+    ops_admin = iam.create_user(UserName=OPS_ADMIN_USER)["User"]
+    ops_admin_key = iam.create_access_key(UserName=OPS_ADMIN_USER)["AccessKey"]
 
     vpc_config = {"subnetIds": public + private, "securityGroupIds": [node_sg],
                   "endpointPublicAccess": True, "endpointPrivateAccess": False}
     clusters = {}
-    for name in (CLUSTER, CREATING_CLUSTER):
+    for name, version in ((CLUSTER, "1.29"), (CREATING_CLUSTER, "1.29"), (ACCESS_CLUSTER, "1.30")):
         clusters[name] = eks.create_cluster(
-            name=name, version="1.29", roleArn=cluster_role["Arn"],
+            name=name, version=version, roleArn=cluster_role["Arn"],
             resourcesVpcConfig=vpc_config)["cluster"]
+        # moto does not record who created a cluster: the shim is told.
+        shim.store.set_creator(clusters[name]["arn"], creator_role["Arn"])
 
     # What real EKS adds to resourcesVpcConfig and moto leaves out.
     global _account_id
@@ -183,6 +256,55 @@ def seed(endpoint):
     # cluster SG: EKS makes that part-way through creation).
     set_cluster_fields(CREATING_CLUSTER, status="CREATING", endpoint=None,
                        certificateAuthority=None, resourcesVpcConfig=extra)
+    set_cluster_fields(ACCESS_CLUSTER,
+                       resourcesVpcConfig={**extra, "clusterSecurityGroupId": access_cluster_sg})
+    # demo-eks keeps no accessConfig (an older cluster: CONFIG_MAP). This also gives the
+    # creator its ClusterAdmin access entry on access-eks.
+    shim.store.set_mode(clusters[ACCESS_CLUSTER]["arn"], "API_AND_CONFIG_MAP")
+
+    # Session credentials, as each of these principals would hold them.
+    sts = boto3.client("sts", **kw)
+
+    def session(role_arn, session_name):
+        creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name,
+                                DurationSeconds=SESSION_SECONDS)["Credentials"]
+        return {"role_arn": role_arn, "access_key_id": creds["AccessKeyId"],
+                "secret_access_key": creds["SecretAccessKey"],
+                "session_token": creds["SessionToken"]}
+
+    identities = {
+        # Lambda names the execution role's session after the function.
+        "function": session(function_role["Arn"], "hopsworks-eks-EksAccess"),
+        "creator": session(creator_role["Arn"], "cluster-admin"),
+        "viewer": session(viewer_role["Arn"], "viewer"),
+        # EC2 names an instance profile's session after the instance.
+        "hopsworks": session(hw_role["Arn"], "i-0a1b2c3d4e5f67890"),
+        "ops_admin_user": {"user_arn": ops_admin["Arn"],
+                           "access_key_id": ops_admin_key["AccessKeyId"],
+                           "secret_access_key": ops_admin_key["SecretAccessKey"]},
+    }
+
+    # One Kubernetes API server per ACTIVE cluster, each with its own CA, as in EKS.
+    node_mapping = NODE_MAPPING.replace("NODE_ROLE_ARN", node_role["Arn"])
+    aws_auth = {
+        CLUSTER: {
+            "mapRoles": node_mapping + VIEWER_MAPPING.replace("VIEWER_ROLE_ARN", viewer_role["Arn"]),
+            "mapUsers": OPS_ADMIN_MAPPING.replace("OPS_ADMIN_ARN", ops_admin["Arn"]),
+        },
+        ACCESS_CLUSTER: {"mapRoles": node_mapping},
+    }
+    doubles, kube = {}, {}
+    for name in (CLUSTER, ACCESS_CLUSTER):
+        double = KubeDouble(name, clusters[name]["arn"], shim.store, trustme.CA(),
+                            clusters[name]["version"]).start()
+        doubles[name] = double
+        set_cluster_fields(name, endpoint=double.endpoint, certificateAuthority={
+            "data": base64.b64encode(double.ca_pem.encode()).decode()})
+        double.put_object("kube-system", "aws-auth", {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "aws-auth", "namespace": "kube-system"},
+            "data": aws_auth[name]})
+        kube[name] = {"endpoint": double.endpoint, "ca_pem": double.ca_pem}
 
     arn_prefix = f"arn:aws:iam::{account_id}:role/"
     return {
@@ -206,7 +328,133 @@ def seed(endpoint):
         "empty_instance_profile_name": empty_profile["InstanceProfile"]["InstanceProfileName"],
         "empty_instance_profile_arn": empty_profile["InstanceProfile"]["Arn"],
         "node_role_arn": node_role["Arn"],
-    }
+        "kube": kube,
+        # A CA that signed none of the API servers' certificates.
+        "wrong_ca_pem": trustme.CA().cert_pem.bytes().decode(),
+        "access_cluster": {
+            "name": ACCESS_CLUSTER, "arn": clusters[ACCESS_CLUSTER]["arn"],
+            "cluster_security_group_id": access_cluster_sg,
+        },
+        "identities": identities,
+    }, doubles
+
+
+class ControlError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class ControlHandler(JsonHandler):
+    """The bench's control API, for tests (plain HTTP on 127.0.0.1, JSON in and out).
+
+    PUT    /clusters/{name}/auth-mode              {"mode": CONFIG_MAP|API_AND_CONFIG_MAP|API|null}
+    PUT    /clusters/{name}/certificate-authority  {"pem": "..."}  (DescribeCluster's CA)
+    GET    /kube/{cluster}/configmaps/{ns}/{name}  the stored object, exactly
+    PUT    /kube/{cluster}/configmaps/{ns}/{name}  store the object as given (new resourceVersion)
+    DELETE /kube/{cluster}/configmaps/{ns}/{name}
+    POST   /kube/{cluster}/faults                  {"kind": status|delay|conflict, "status"?,
+                                                    "seconds"?, "method"?, "path_contains"?, "times"}
+    DELETE /kube/{cluster}/faults
+    GET    /kube/{cluster}/requests                [{method, path, query, username, status, auth_error}]
+    DELETE /kube/{cluster}/requests
+    GET    /eks/requests                           [{operation, cluster, principal, status, error}]
+    DELETE /eks/requests
+
+    Errors are {"message": ...} with 400 (bad input) or 404 (no such cluster/object/route).
+    """
+
+    def do_GET(self):
+        try:
+            raw = self.read_body()
+            try:
+                body = json.loads(raw) if raw and raw.strip() else None
+            except ValueError:
+                raise ControlError(400, "the body is not JSON")
+            path = self.path.split("?", 1)[0]
+            parts = [unquote(p) for p in path.strip("/").split("/")]
+            status, payload = self._route(self.command, parts, body)
+        except ControlError as e:
+            status, payload = e.status, {"message": e.message}
+        except Exception as e:  # a bench bug: say so rather than hang up
+            logging.getLogger("bench.control").exception("control request failed")
+            status, payload = 500, {"message": f"bench bug: {e!r}"}
+        self.send_json(status, payload)
+
+    do_PUT = do_POST = do_DELETE = do_GET
+
+    def _route(self, method, parts, body):
+        shim, doubles = self.server.shim, self.server.doubles
+        if len(parts) == 3 and parts[0] == "clusters" and method == "PUT":
+            name = parts[1]
+            cluster = eks_backends[_account_id][REGION].clusters.get(name)
+            if cluster is None:
+                raise ControlError(404, f"no cluster {name}")
+            if parts[2] == "auth-mode":
+                if not isinstance(body, dict) or "mode" not in body:
+                    raise ControlError(400, 'expected {"mode": ...}')
+                try:
+                    shim.store.set_mode(cluster.arn, body["mode"])
+                except (ValueError, EksApiError) as e:
+                    raise ControlError(400, str(e))
+                return 200, {"cluster": name, "mode": body["mode"]}
+            if parts[2] == "certificate-authority":
+                if not isinstance(body, dict) or not isinstance(body.get("pem"), str):
+                    raise ControlError(400, 'expected {"pem": "..."}')
+                data = base64.b64encode(body["pem"].encode()).decode()
+                set_cluster_fields(name, certificateAuthority={"data": data})
+                return 200, {"cluster": name}
+        if len(parts) >= 3 and parts[0] == "kube":
+            double = doubles.get(parts[1])
+            if double is None:
+                raise ControlError(404, f"no Kubernetes API double for cluster {parts[1]}")
+            if len(parts) == 5 and parts[2] == "configmaps":
+                namespace, name = parts[3], parts[4]
+                if method == "GET":
+                    obj = double.get_object(namespace, name)
+                    if obj is None:
+                        raise ControlError(404, f"no configmap {namespace}/{name}")
+                    return 200, obj
+                if method == "PUT":
+                    if not isinstance(body, dict):
+                        raise ControlError(400, "expected a ConfigMap object")
+                    return 200, double.put_object(namespace, name, body)
+                if method == "DELETE":
+                    if not double.delete_object(namespace, name):
+                        raise ControlError(404, f"no configmap {namespace}/{name}")
+                    return 200, {}
+            if len(parts) == 3 and parts[2] == "faults":
+                if method == "POST":
+                    if not isinstance(body, dict):
+                        raise ControlError(400, "expected a fault object")
+                    try:
+                        double.add_fault(body)
+                    except (TypeError, ValueError) as e:
+                        raise ControlError(400, str(e))
+                    return 200, {}
+                if method == "DELETE":
+                    double.clear_faults()
+                    return 200, {}
+            if len(parts) == 3 and parts[2] == "requests":
+                if method == "GET":
+                    return 200, double.requests()
+                if method == "DELETE":
+                    double.clear_requests()
+                    return 200, {}
+        if parts == ["eks", "requests"]:
+            if method == "GET":
+                return 200, shim.records()
+            if method == "DELETE":
+                shim.clear_records()
+                return 200, {}
+        raise ControlError(404, f"no route {method} /{'/'.join(parts)}")
+
+
+def start_control(shim, doubles):
+    server = LoopbackHTTPServer(("127.0.0.1", 0), ControlHandler)
+    server.shim, server.doubles = shim, doubles
+    serve_in_thread(server, "control")
+    return server
 
 
 def write_atomically(path, data):
@@ -250,7 +498,11 @@ def main():
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.ERROR)
 
-    server = BenchServer(args.host, args.port, verbose=False)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="aws_bench %(name)s %(levelname)s: %(message)s")
+    shim = EksShim()
+    server = BenchServer(args.host, args.port, verbose=False, middleware=shim.wrap)
+    doubles, control = {}, None
     # Bound inside this process before start() returns: port 0 has no race.
     # Until the handlers below are installed a signal ends the process the
     # default way (taking the daemon server thread with it), which is fine.
@@ -262,7 +514,9 @@ def main():
         signal.signal(signal.SIGINT, _raise_stop)
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        state = seed(endpoint)
+        state, doubles = seed(endpoint, shim)
+        control = start_control(shim, doubles)
+        state["control_endpoint"] = f"http://127.0.0.1:{control.server_address[1]}"
         if _stop_requested:
             raise _Stop
         write_atomically(args.state_file, state)
@@ -282,6 +536,10 @@ def main():
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if control is not None:
+            control.shutdown()
+        for double in doubles.values():
+            double.stop()
         server.stop()
     return 0
 

@@ -25,25 +25,27 @@ pub fn workspace() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The path of a function binary, built (debug) if it is missing or stale.
+/// The path of a function binary (debug), built if it is missing or stale.
 ///
+/// The build asks for the same targets as `cargo test --workspace` (so the same feature
+/// resolution): after that, it is a no-op instead of a second build of every AWS SDK crate.
 /// `FUNCTION_BIN_DIR` points at prebuilt binaries instead (the benchmarks use release builds).
-pub fn function_binary(package: &str, bin: &str) -> PathBuf {
+pub fn function_binary(bin: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("FUNCTION_BIN_DIR") {
         return PathBuf::from(dir).join(bin);
     }
-    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    static BUILT: OnceLock<Mutex<bool>> = OnceLock::new();
     let built = BUILT.get_or_init(Mutex::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == bin) {
+    if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
             .current_dir(workspace())
-            .args(["build", "--quiet", "-p", package, "--bin", bin])
+            .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
             .status()
             .expect("cargo runs");
-        assert!(status.success(), "building {bin} failed");
-        built.push(bin.to_owned());
+        assert!(status.success(), "building the function binaries failed");
+        *built = true;
     }
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -77,7 +79,7 @@ pub fn random_uuid() -> String {
 pub fn discovery_function(endpoint: &str, timeout: std::time::Duration) -> lambda::LambdaFunction {
     let mut config = lambda::FunctionConfig::new(
         "hopsworks-eks-ClusterDiscovery",
-        function_binary("cluster-discovery-function", "cluster-discovery"),
+        function_binary("cluster-discovery"),
     );
     config.timeout = timeout;
     config

@@ -7,10 +7,7 @@ use system_tests::cloudformation::Player;
 use system_tests::lambda::{FunctionConfig, LambdaFunction, Outcome};
 
 fn probe(timeout: Duration) -> LambdaFunction {
-    let mut config = FunctionConfig::new(
-        "probe",
-        system_tests::function_binary("system-tests", "probe-resource"),
-    );
+    let mut config = FunctionConfig::new("probe", system_tests::function_binary("probe-resource"));
     config.timeout = timeout;
     LambdaFunction::new(config)
 }

@@ -4,7 +4,7 @@ use crate::arn::{Arn, role_arn_without_path};
 use crate::error::DiscoveryError;
 use crate::input::Input;
 use aws_sdk_ec2::types::{Filter, RouteTable};
-use aws_sdk_eks::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_eks::error::ProvideErrorMetadata;
 use aws_sdk_eks::types::{Cluster, ClusterStatus};
 use std::collections::BTreeMap;
 
@@ -303,15 +303,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = match err.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("error"),
-            se.message().unwrap_or("no message")
-        ),
-        None => DisplayErrorContext(err).to_string(),
-    };
-    DiscoveryError::Aws { call, message }
+    DiscoveryError::Aws {
+        call,
+        message: custom_resource::aws::sdk_error_message(err),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,90 @@
+//! What the function needs to know about the cluster: one DescribeCluster.
+
+use crate::error::AccessError;
+use aws_sdk_eks::types::ClusterStatus;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub region: String,
+    pub endpoint: String,
+    /// PEM bundle of the cluster's CA (`certificateAuthority.data`, base64-decoded).
+    pub ca_pem: Vec<u8>,
+    /// `CONFIG_MAP` when the cluster has no `accessConfig`.
+    pub authentication_mode: String,
+}
+
+impl ClusterInfo {
+    pub fn access_entries_enabled(&self) -> bool {
+        matches!(
+            self.authentication_mode.as_str(),
+            "API" | "API_AND_CONFIG_MAP"
+        )
+    }
+
+    pub fn aws_auth_enabled(&self) -> bool {
+        self.authentication_mode != "API"
+    }
+}
+
+pub async fn describe(eks: &aws_sdk_eks::Client, name: &str) -> Result<ClusterInfo, AccessError> {
+    let region = eks
+        .config()
+        .region()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let output = eks
+        .describe_cluster()
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| match e.as_service_error() {
+            Some(se) if se.is_resource_not_found_exception() => AccessError::ClusterNotFound {
+                name: name.to_owned(),
+                region: region.clone(),
+            },
+            _ => aws_error("eks:DescribeCluster", &e),
+        })?;
+    let cluster = output.cluster.ok_or_else(|| AccessError::Aws {
+        call: "eks:DescribeCluster",
+        message: "the answer has no cluster".to_owned(),
+    })?;
+    if cluster.status() != Some(&ClusterStatus::Active) {
+        return Err(AccessError::ClusterNotActive {
+            name: name.to_owned(),
+            status: cluster
+                .status()
+                .map_or("in an unknown state", |s| s.as_str())
+                .to_owned(),
+        });
+    }
+    let ca_pem = cluster
+        .certificate_authority()
+        .and_then(|ca| ca.data())
+        .and_then(|data| STANDARD.decode(data.trim()).ok())
+        .unwrap_or_default();
+    Ok(ClusterInfo {
+        name: name.to_owned(),
+        region,
+        endpoint: cluster.endpoint().unwrap_or_default().to_owned(),
+        ca_pem,
+        authentication_mode: cluster
+            .access_config()
+            .and_then(|c| c.authentication_mode())
+            .map_or("CONFIG_MAP", |m| m.as_str())
+            .to_owned(),
+    })
+}
+
+pub fn aws_error<E, R>(call: &'static str, err: &aws_sdk_eks::error::SdkError<E, R>) -> AccessError
+where
+    E: aws_sdk_eks::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    AccessError::Aws {
+        call,
+        message: custom_resource::aws::sdk_error_message(err),
+    }
+}
