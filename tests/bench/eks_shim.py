@@ -222,7 +222,8 @@ class AccessStore:
             entry = _new_entry(name, region, account, creator, principal, None, [],
                                "STANDARD", {}, None, now)
             entry.policies[CLUSTER_ADMIN_POLICY_ARN] = {
-                "policyArn": CLUSTER_ADMIN_POLICY_ARN, "accessScope": {"type": "cluster"},
+                "policyArn": CLUSTER_ADMIN_POLICY_ARN,
+                "accessScope": {"type": "cluster", "namespaces": []},
                 "associatedAt": now, "modifiedAt": now}
             with self._lock:
                 c = self._cluster(cluster_arn)

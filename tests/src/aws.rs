@@ -3,6 +3,7 @@
 //! Hopsworks instance profile with a role under an IAM path.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,6 +22,49 @@ pub struct Seeded {
     pub empty_instance_profile_name: String,
     pub empty_instance_profile_arn: String,
     pub node_role_arn: String,
+    /// The Kubernetes API double of each ACTIVE cluster.
+    pub kube: BTreeMap<String, SeededKube>,
+    /// A CA that signed none of the API servers' certificates.
+    pub wrong_ca_pem: String,
+    /// A second ACTIVE cluster, in API_AND_CONFIG_MAP mode (access entries).
+    pub access_cluster: SeededAccessCluster,
+    /// Bench control API (faults, raw ConfigMaps, request logs).
+    pub control_endpoint: String,
+    pub identities: Identities,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeededKube {
+    pub endpoint: String,
+    pub ca_pem: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeededAccessCluster {
+    pub name: String,
+    pub arn: String,
+    pub cluster_security_group_id: String,
+}
+
+/// Session credentials of the bench's principals (moto STS AssumeRole).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Identities {
+    /// The EksAccess function's execution role: mapped nowhere.
+    pub function: Identity,
+    /// The clusters' creator: admin on both.
+    pub creator: Identity,
+    /// Mapped in demo-eks's aws-auth with a group that has no rights.
+    pub viewer: Identity,
+    /// The Hopsworks instance profile's role.
+    pub hopsworks: Identity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Identity {
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -33,8 +33,8 @@ pub struct Put {
 
 #[derive(Default)]
 struct Receipts {
-    /// Signature issued for each request id.
-    issued: HashMap<String, String>,
+    /// Signature and StackId issued for each request id.
+    issued: HashMap<String, (String, String)>,
     puts: Vec<Put>,
     /// Status codes to answer with before accepting (fault injection), consumed in order.
     script: Vec<u16>,
@@ -59,9 +59,17 @@ impl Receiver {
 
     /// A pre-signed URL for `request_id`; its signature is a secret the tests look for in logs.
     pub fn url_for(&self, request_id: &str) -> (String, String) {
+        self.url_for_stack(request_id, STACK_ID)
+    }
+
+    /// The same, for a request of stack `stack_id` (which the answer must echo).
+    pub fn url_for_stack(&self, request_id: &str, stack_id: &str) -> (String, String) {
         let signature = crate::random_hex(64);
         if let Ok(mut r) = self.state.0.lock() {
-            r.issued.insert(request_id.to_owned(), signature.clone());
+            r.issued.insert(
+                request_id.to_owned(),
+                (signature.clone(), stack_id.to_owned()),
+            );
         }
         let url = format!(
             "http://{}/responses/{request_id}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=7200&X-Amz-Signature={signature}",
@@ -123,7 +131,8 @@ async fn receive(
         Err(e) => e.into_inner(),
     };
     let mut problems = Vec::new();
-    let signed = receipts.issued.get(&request_id).cloned();
+    let issued = receipts.issued.get(&request_id).cloned();
+    let (signed, stack_id) = issued.unzip();
     let mut status = StatusCode::OK;
     if signed.is_none() || signed != query.get("X-Amz-Signature").cloned() {
         problems.push("signature does not match an issued URL".to_owned());
@@ -154,7 +163,11 @@ async fn receive(
         status = StatusCode::from_u16(receipts.script.remove(0)).unwrap_or(StatusCode::OK);
     }
     if status == StatusCode::OK {
-        problems.extend(protocol_problems(&body, &request_id));
+        problems.extend(protocol_problems(
+            &body,
+            &request_id,
+            stack_id.as_deref().unwrap_or_default(),
+        ));
     }
     receipts.puts.push(Put {
         request_id,
@@ -167,7 +180,7 @@ async fn receive(
 }
 
 /// What CloudFormation would reject in a response body.
-fn protocol_problems(body: &[u8], request_id: &str) -> Vec<String> {
+fn protocol_problems(body: &[u8], request_id: &str, stack_id: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if body.len() > MAX_BODY_BYTES {
         problems.push(format!("body is {} bytes, over 4096", body.len()));
@@ -190,7 +203,7 @@ fn protocol_problems(body: &[u8], request_id: &str) -> Vec<String> {
     if text("RequestId") != request_id {
         problems.push("RequestId does not echo the request".to_owned());
     }
-    if text("StackId") != STACK_ID {
+    if text("StackId") != stack_id {
         problems.push("StackId does not echo the request".to_owned());
     }
     if text("LogicalResourceId").is_empty() {
@@ -241,6 +254,8 @@ pub struct Player<'a> {
     pub function: &'a LambdaFunction,
     pub receiver: Receiver,
     pub resource_type: String,
+    /// The StackId requests carry (another stack: another player with another id).
+    pub stack_id: String,
     /// How long after the invocations end to keep listening for a second (wrong) PUT.
     pub grace: Duration,
     /// Lambda waits about a minute before retrying an async invocation; the bench waits this.
@@ -253,6 +268,7 @@ impl<'a> Player<'a> {
             function,
             receiver: Receiver::start().await,
             resource_type: resource_type.to_owned(),
+            stack_id: STACK_ID.to_owned(),
             grace: Duration::from_millis(300),
             retry_delay: Duration::from_millis(200),
         }
@@ -288,7 +304,12 @@ impl<'a> Player<'a> {
     /// Send a raw event (for malformed-request tests); the ResponseURL is filled in.
     pub async fn send_event(&self, mut event: Map<String, Value>) -> Answer {
         let request_id = crate::random_uuid();
-        let (url, signature) = self.receiver.url_for(&request_id);
+        let stack_id = event
+            .get("StackId")
+            .and_then(Value::as_str)
+            .unwrap_or(STACK_ID)
+            .to_owned();
+        let (url, signature) = self.receiver.url_for_stack(&request_id, &stack_id);
         event.insert("RequestId".into(), json!(request_id));
         event.insert("ResponseURL".into(), json!(url));
         self.deliver(Value::Object(event), &request_id, signature)
@@ -310,7 +331,7 @@ impl<'a> Player<'a> {
         let mut event = Map::new();
         event.insert("RequestType".into(), json!(request_type));
         event.insert("ServiceToken".into(), json!(self.function.config().arn()));
-        event.insert("StackId".into(), json!(STACK_ID));
+        event.insert("StackId".into(), json!(self.stack_id));
         event.insert("ResourceType".into(), json!(self.resource_type));
         event.insert("LogicalResourceId".into(), json!(logical_id));
         event.insert("ResourceProperties".into(), props);

@@ -9,7 +9,9 @@
 
 pub mod aws;
 pub mod cloudformation;
+pub mod control;
 pub mod faults;
+pub mod kube;
 pub mod lambda;
 mod server;
 
@@ -85,5 +87,27 @@ pub fn discovery_function(endpoint: &str, timeout: std::time::Duration) -> lambd
     config
         .env
         .push(("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()));
+    lambda::LambdaFunction::new(config)
+}
+
+/// The `EksAccess` function, with the bench's function-role session as its execution role.
+pub fn eks_access_function(
+    seeded: &aws::Seeded,
+    endpoint: &str,
+    timeout: std::time::Duration,
+) -> lambda::LambdaFunction {
+    let mut config =
+        lambda::FunctionConfig::new("hopsworks-eks-EksAccess", function_binary("eks-access"));
+    config.timeout = timeout;
+    let id = &seeded.identities.function;
+    config.env.extend(
+        [
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", &id.access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", &id.secret_access_key),
+            ("AWS_SESSION_TOKEN", &id.session_token),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
     lambda::LambdaFunction::new(config)
 }

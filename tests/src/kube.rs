@@ -1,0 +1,124 @@
+//! Talking to the bench's Kubernetes API doubles as a given AWS principal would: with the same
+//! in-process EKS token the product makes, over TLS that trusts only the cluster's CA.
+
+use crate::aws::{Identity, Seeded};
+use aws_credential_types::Credentials;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use std::time::SystemTime;
+
+pub fn credentials(identity: &Identity) -> Credentials {
+    Credentials::new(
+        identity.access_key_id.clone(),
+        identity.secret_access_key.clone(),
+        Some(identity.session_token.clone()),
+        None,
+        "bench",
+    )
+}
+
+/// A client of `cluster`'s API server authenticated as `identity`.
+pub struct KubeAs {
+    http: reqwest::Client,
+    endpoint: String,
+    token: String,
+}
+
+impl KubeAs {
+    pub fn new(seeded: &Seeded, cluster: &str, identity: &Identity) -> Self {
+        let kube = &seeded.kube[cluster];
+        let ca = reqwest::Certificate::from_pem(kube.ca_pem.as_bytes()).expect("CA PEM");
+        let http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .build()
+            .expect("client");
+        let token = eks_access::token::token(
+            &credentials(identity),
+            &seeded.region,
+            cluster,
+            SystemTime::now(),
+        )
+        .expect("token")
+        .into_secret();
+        Self {
+            http,
+            endpoint: kube.endpoint.clone(),
+            token: token.expose_secret().to_owned(),
+        }
+    }
+
+    /// `SelfSubjectReview`: who the API server takes the caller for. `Err(status)` when refused.
+    pub async fn whoami(&self) -> Result<(String, Vec<String>), u16> {
+        let response = self
+            .http
+            .post(format!(
+                "{}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                self.endpoint
+            ))
+            .bearer_auth(&self.token)
+            .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))
+            .send()
+            .await
+            .expect("API server reachable");
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(status);
+        }
+        let body: Value = response.json().await.unwrap_or_default();
+        let user = &body["status"]["userInfo"];
+        let groups = user["groups"]
+            .as_array()
+            .map(|g| {
+                g.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((
+            user["username"].as_str().unwrap_or_default().to_owned(),
+            groups,
+        ))
+    }
+
+    /// GET-modify-PUT aws-auth with resourceVersion, retrying on 409, as a well-behaved client
+    /// (aws-iam-authenticator's `add role`) does: append `entry` to mapRoles.
+    pub async fn append_map_role(&self, entry: &str) -> u32 {
+        let url = format!(
+            "{}/api/v1/namespaces/kube-system/configmaps/aws-auth",
+            self.endpoint
+        );
+        for attempt in 1..=200 {
+            let current: Value = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .expect("GET aws-auth")
+                .json()
+                .await
+                .expect("JSON");
+            let mut updated = current.clone();
+            let roles = current["data"]["mapRoles"].as_str().unwrap_or_default();
+            updated["data"]["mapRoles"] = json!(format!("{roles}{entry}"));
+            let status = self
+                .http
+                .put(&url)
+                .bearer_auth(&self.token)
+                .json(&updated)
+                .send()
+                .await
+                .expect("PUT aws-auth")
+                .status()
+                .as_u16();
+            match status {
+                200 => return attempt,
+                409 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..20))).await
+                }
+                other => panic!("PUT aws-auth answered {other}"),
+            }
+        }
+        panic!("no write got through in 200 attempts")
+    }
+}
