@@ -28,7 +28,6 @@ import random
 import signal
 import sys
 import tempfile
-import threading
 from urllib.parse import unquote
 
 import boto3

@@ -739,8 +739,9 @@ class _ConfigMaps:
     def list(self):
         d = self.double
         with d._lock:
-            items = [copy.deepcopy(o) for (ns, _), o in sorted(d._objects.items())
-                     if ns == self.namespace]
+            # As in Kubernetes, a list's items carry no kind/apiVersion of their own.
+            items = [{k: copy.deepcopy(v) for k, v in o.items() if k not in ("kind", "apiVersion")}
+                     for (ns, _), o in sorted(d._objects.items()) if ns == self.namespace]
             version = str(d._resource_version)
         return {"kind": "ConfigMapList", "apiVersion": "v1",
                 "metadata": {"resourceVersion": version}, "items": items}

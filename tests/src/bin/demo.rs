@@ -1,18 +1,21 @@
 //! `make demo`: the stack's custom resources against the local bench, no AWS account needed.
 //!
-//! Today the stack is one resource, ClusterDiscovery: it is created, its outputs printed as a user
-//! reads them after `sam deploy`, and the stack deleted again. Later resources join here.
+//! Deploys what exists of the stack today (ClusterDiscovery, then EksAccess fed by its outputs),
+//! prints the outputs as a user reads them after `sam deploy`, shows that the Hopsworks role now
+//! reaches the cluster, then deletes the stack in reverse order and shows aws-auth as it was.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use system_tests::aws::AwsBench;
 use system_tests::cloudformation::{Answer, Player};
-use system_tests::discovery_function;
+use system_tests::control::Control;
+use system_tests::kube::KubeAs;
+use system_tests::{discovery_function, eks_access_function};
 
 const STACK: &str = "hopsworks-eks";
 
 fn event(status: &str, logical_id: &str, kind: &str, detail: &str) {
-    println!("{status:<20} {logical_id:<20} {kind:<28} {detail}");
+    println!("{status:<20} {logical_id:<18} {kind:<26} {detail}");
 }
 
 fn report(answer: &Answer, action: &str, started: Instant, kind: &str) {
@@ -31,28 +34,47 @@ fn report(answer: &Answer, action: &str, started: Instant, kind: &str) {
             kind,
             &answer.reason,
         );
+        std::process::exit(1);
+    }
+}
+
+async fn step(cfn: &Player<'_>, action: &str, logical: &str, id: &str, props: Value) -> Answer {
+    let kind = cfn.resource_type.clone();
+    event(&format!("{action}_IN_PROGRESS"), logical, &kind, "");
+    let started = Instant::now();
+    let answer = match action {
+        "CREATE" => cfn.create(logical, props).await,
+        _ => cfn.delete(logical, id, props).await,
+    };
+    report(&answer, action, started, &kind);
+    answer
+}
+
+fn outputs(title: &str, answer: &Answer, keys: &[&str]) {
+    println!("\n{title}");
+    println!("{:-<100}", "");
+    for key in keys {
+        println!("{key:<24} {}", answer.attr(key));
     }
 }
 
 #[tokio::main]
 async fn main() {
-    println!("Starting the local bench (moto plays AWS; nothing leaves this machine)…");
-    let aws = AwsBench::start().await;
-    let seeded = aws.seeded.clone();
     println!(
-        "Account {} in {}: EKS cluster {}, instance profile {}\n",
-        seeded.account_id,
-        seeded.region,
-        seeded.cluster.name,
-        seeded.hopsworks.instance_profile_name
+        "Starting the local bench (moto plays AWS, a double plays the Kubernetes API; nothing leaves this machine)…"
     );
-    let function = discovery_function(aws.endpoint(), Duration::from_secs(30));
-    let kind = "Custom::ClusterDiscovery";
-    let cfn = Player::new(&function, kind).await;
-    let properties = json!({
-        "ClusterName": seeded.cluster.name,
-        "InstanceProfile": seeded.hopsworks.instance_profile_name,
-    });
+    let aws = AwsBench::start().await;
+    let s = aws.seeded.clone();
+    let control = Control::new(&s.control_endpoint);
+    println!(
+        "Account {} in {}: EKS cluster {} (authentication mode CONFIG_MAP), instance profile {}\n",
+        s.account_id, s.region, s.cluster.name, s.hopsworks.instance_profile_name
+    );
+    let aws_auth_before = control.aws_auth(&s.cluster.name).await;
+    let discovery = discovery_function(aws.endpoint(), Duration::from_secs(30));
+    let access = eks_access_function(&s, aws.endpoint(), Duration::from_secs(60));
+    let discovery_cfn = Player::new(&discovery, "Custom::ClusterDiscovery").await;
+    let access_cfn = Player::new(&access, "Custom::EksAccess").await;
 
     println!("Deploying stack {STACK}\n");
     event(
@@ -61,33 +83,91 @@ async fn main() {
         "ResourceType",
         "Detail",
     );
-    event("CREATE_IN_PROGRESS", "ClusterDiscovery", kind, "");
-    let started = Instant::now();
-    let created = cfn.create("ClusterDiscovery", properties.clone()).await;
-    report(&created, "CREATE", started, kind);
-    if !created.is_success() {
-        std::process::exit(1);
-    }
+    let discovery_props = json!({
+        "ClusterName": s.cluster.name,
+        "InstanceProfile": s.hopsworks.instance_profile_name,
+    });
+    let found = step(
+        &discovery_cfn,
+        "CREATE",
+        "ClusterDiscovery",
+        "",
+        discovery_props.clone(),
+    )
+    .await;
+    // As the template wires it: !GetAtt ClusterDiscovery.RoleArn, the Lambda's Kubernetes access
+    // through a role mapped as cluster admin (here: the cluster's creator).
+    let access_props = json!({
+        "ClusterName": found.attr("ClusterName"),
+        "RoleArn": found.attr("RoleArn"),
+        "KubernetesRoleArn": s.identities.creator.role_arn,
+    });
+    let mapped = step(&access_cfn, "CREATE", "EksAccess", "", access_props.clone()).await;
 
-    println!("\nOutputs of ClusterDiscovery (Fn::GetAtt ClusterDiscovery.<Key>)");
+    outputs(
+        "Outputs",
+        &found,
+        &[
+            "VpcId",
+            "VpcCidr",
+            "SubnetIds",
+            "PublicSubnetIds",
+            "ClusterSecurityGroupId",
+            "AuthenticationMode",
+            "RoleArn",
+            "RoleArnWithoutPath",
+        ],
+    );
+    println!("{:<24} {}", "AccessMethod", mapped.attr("AccessMethod"));
+    println!("{:<24} {}", "AccessChange", mapped.attr("Change"));
     println!("{:-<100}", "");
-    for (key, value) in &created.data {
-        println!("{key:<24} {}", value.as_str().unwrap_or_default());
+
+    let hopsworks = KubeAs::new(&s, &s.cluster.name, &s.identities.hopsworks);
+    match hopsworks.whoami().await {
+        Ok((user, groups)) => println!(
+            "\nThe Hopsworks role reaches the cluster: Kubernetes sees it as {user:?} in {groups:?}"
+        ),
+        Err(status) => {
+            println!("\nThe Hopsworks role does not reach the cluster (HTTP {status})");
+            std::process::exit(1);
+        }
     }
-    println!("{:-<100}", "");
 
     println!("\nDeleting stack {STACK}\n");
-    event("DELETE_IN_PROGRESS", "ClusterDiscovery", kind, "");
-    let started = Instant::now();
-    let deleted = cfn
-        .delete("ClusterDiscovery", &created.physical_id, properties)
-        .await;
-    report(&deleted, "DELETE", started, kind);
+    step(
+        &access_cfn,
+        "DELETE",
+        "EksAccess",
+        &mapped.physical_id,
+        access_props,
+    )
+    .await;
+    step(
+        &discovery_cfn,
+        "DELETE",
+        "ClusterDiscovery",
+        &found.physical_id,
+        discovery_props,
+    )
+    .await;
+    let aws_auth_after = control.aws_auth(&s.cluster.name).await;
+    let same = aws_auth_after["data"] == aws_auth_before["data"];
     println!(
-        "\nDone: {} function start(s), every request answered exactly once.",
-        function.cold_starts()
+        "\naws-auth after delete: {}",
+        if same {
+            "byte for byte as before the stack"
+        } else {
+            "CHANGED"
+        }
     );
-    if !deleted.is_success() {
+    println!(
+        "The Hopsworks role after delete: {}",
+        match hopsworks.whoami().await {
+            Err(401) => "no longer reaches the cluster (401)".to_owned(),
+            other => format!("{other:?}"),
+        }
+    );
+    if !same {
         std::process::exit(1);
     }
 }
