@@ -14,9 +14,12 @@ Around moto, in the same process and all on 127.0.0.1:
 - kube_double.KubeDouble, one HTTPS Kubernetes API server per ACTIVE cluster (its
   endpoint and CA are what DescribeCluster returns), authenticating EKS tokens
   against moto's IAM and STS;
+- hopsworks_double.HopsworksDouble, the Hopsworks.ai cluster API (plain HTTP, its
+  own port), which creates and deletes its clusters' ECR repositories in moto; its API
+  key sits in Secrets Manager (seed_hopsworks_ai);
 - a control API (plain HTTP, its own port, see ControlHandler) for tests to change
   authentication modes and CAs, read and write ConfigMaps behind the API server's
-  back, inject faults and read request logs.
+  back, steer the Hopsworks.ai double, inject faults and read request logs.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import signal
 import sys
 import tempfile
@@ -43,6 +47,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 from eks_shim import EksApiError, EksShim
+from hopsworks_double import HopsworksDouble
 from kube_double import JsonHandler, KubeDouble, LoopbackHTTPServer, serve_in_thread
 
 REGION = "us-east-2"
@@ -60,6 +65,10 @@ VPC_CIDR = "10.42.0.0/16"
 PUBLIC = [("10.42.0.0/20", "us-east-2a"), ("10.42.16.0/20", "us-east-2b")]
 PRIVATE = [("10.42.128.0/20", "us-east-2a"), ("10.42.144.0/20", "us-east-2b")]
 HOPSWORKS_PATH = "/hopsworks/"
+# Secrets Manager names of the Hopsworks.ai API key: as a plain string, as JSON, and a wrong one.
+HOPSWORKS_KEY_SECRET = "hopsworks/api-key"
+HOPSWORKS_KEY_JSON_SECRET = "hopsworks/api-key-json"
+HOPSWORKS_WRONG_KEY_SECRET = "hopsworks/wrong-key"
 
 # aws-auth's data as eksctl writes it (the ARNs are filled in by seed()).
 NODE_MAPPING = """\
@@ -338,6 +347,35 @@ def seed(endpoint, shim):
     }, doubles
 
 
+def seed_hopsworks_ai(endpoint, account_id, instance_profile_arn):
+    """Start the Hopsworks.ai double with a fresh API key; store the key in Secrets Manager.
+
+    Returns (the state file's "hopsworks_ai" section, the double).
+    """
+    api_key = secrets.token_hex(20)
+    wrong_key = secrets.token_hex(20)
+    double = HopsworksDouble(api_key, {"region": REGION,
+                                       "instance_profile_arn": instance_profile_arn}).start()
+    sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def secret(name, value, description):
+        return sm.create_secret(Name=name, SecretString=value, Description=description)["ARN"]
+
+    return {
+        "api_url": double.endpoint,
+        "api_key": api_key,
+        "secret_arn": secret(HOPSWORKS_KEY_SECRET, api_key, "Hopsworks.ai API key"),
+        "secret_json_arn": secret(HOPSWORKS_KEY_JSON_SECRET, json.dumps({"apiKey": api_key}),
+                                  "Hopsworks.ai API key, as JSON"),
+        "wrong_secret_arn": secret(HOPSWORKS_WRONG_KEY_SECRET, wrong_key,
+                                   "An API key Hopsworks.ai does not know"),
+        # Shaped like a real one (Secrets Manager appends "-" and 6 characters), never created.
+        "missing_secret_arn": f"arn:aws:secretsmanager:{REGION}:{account_id}:secret:"
+                              f"hopsworks/no-such-key-{secrets.token_hex(3)}",
+    }, double
+
+
 class ControlError(Exception):
     def __init__(self, status, message):
         super().__init__(message)
@@ -359,6 +397,20 @@ class ControlHandler(JsonHandler):
     DELETE /kube/{cluster}/requests
     GET    /eks/requests                           [{operation, cluster, principal, status, error}]
     DELETE /eks/requests
+
+    The Hopsworks.ai double (hopsworks_double.py):
+    GET    /hopsworks/behaviour                    {polls_per_state, fail_next_with, leave_ecr_repos}
+    PUT    /hopsworks/behaviour                    any of those (partial) -> the behaviour now
+    POST   /hopsworks/faults                       {"kind": status|delay, "status"?, "seconds"?,
+                                                    "method"?, "path_contains"?, "times"?}
+    DELETE /hopsworks/faults
+    GET    /hopsworks/requests                     [{method, path, query, status, key_present,
+                                                     key_ok, api_version_ok, headers, body, fault}]
+    DELETE /hopsworks/requests
+    GET    /hopsworks/clusters                     every cluster ever (gone ones "terminated")
+    GET    /hopsworks/clusters/{id}
+    POST   /hopsworks/clusters                     {"name", "eksClusterName"?, ...flat create
+                                                    fields} -> a cluster already running
 
     Errors are {"message": ...} with 400 (bad input) or 404 (no such cluster/object/route).
     """
@@ -440,6 +492,8 @@ class ControlHandler(JsonHandler):
                 if method == "DELETE":
                     double.clear_requests()
                     return 200, {}
+        if parts and parts[0] == "hopsworks":
+            return self._route_hopsworks(method, parts[1:], body)
         if parts == ["eks", "requests"]:
             if method == "GET":
                 return 200, shim.records()
@@ -448,10 +502,44 @@ class ControlHandler(JsonHandler):
                 return 200, {}
         raise ControlError(404, f"no route {method} /{'/'.join(parts)}")
 
+    def _route_hopsworks(self, method, parts, body):
+        double = self.server.hopsworks
+        try:
+            if parts == ["behaviour"]:
+                if method == "GET":
+                    return 200, double.behaviour()
+                if method == "PUT":
+                    return 200, double.set_behaviour(body)
+            if parts == ["faults"]:
+                if method == "POST":
+                    return 200, double.add_fault(body)
+                if method == "DELETE":
+                    double.clear_faults()
+                    return 200, {}
+            if parts == ["requests"]:
+                if method == "GET":
+                    return 200, double.requests()
+                if method == "DELETE":
+                    double.clear_requests()
+                    return 200, {}
+            if parts == ["clusters"]:
+                if method == "GET":
+                    return 200, double.clusters()
+                if method == "POST":
+                    return 200, double.create_running(body)
+            if len(parts) == 2 and parts[0] == "clusters" and method == "GET":
+                cluster = double.cluster(parts[1])
+                if cluster is None:
+                    raise ControlError(404, f"no Hopsworks.ai cluster {parts[1]}")
+                return 200, cluster
+        except (TypeError, ValueError) as e:
+            raise ControlError(400, str(e))
+        raise ControlError(404, f"no route {method} /hopsworks/{'/'.join(parts)}")
 
-def start_control(shim, doubles):
+
+def start_control(shim, doubles, hopsworks):
     server = LoopbackHTTPServer(("127.0.0.1", 0), ControlHandler)
-    server.shim, server.doubles = shim, doubles
+    server.shim, server.doubles, server.hopsworks = shim, doubles, hopsworks
     serve_in_thread(server, "control")
     return server
 
@@ -501,7 +589,7 @@ def main():
                         format="aws_bench %(name)s %(levelname)s: %(message)s")
     shim = EksShim()
     server = BenchServer(args.host, args.port, verbose=False, middleware=shim.wrap)
-    doubles, control = {}, None
+    doubles, control, hopsworks = {}, None, None
     # Bound inside this process before start() returns: port 0 has no race.
     # Until the handlers below are installed a signal ends the process the
     # default way (taking the daemon server thread with it), which is fine.
@@ -514,7 +602,9 @@ def main():
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         state, doubles = seed(endpoint, shim)
-        control = start_control(shim, doubles)
+        state["hopsworks_ai"], hopsworks = seed_hopsworks_ai(
+            endpoint, state["account_id"], state["hopsworks"]["instance_profile_arn"])
+        control = start_control(shim, doubles, hopsworks)
         state["control_endpoint"] = f"http://127.0.0.1:{control.server_address[1]}"
         if _stop_requested:
             raise _Stop
@@ -537,6 +627,8 @@ def main():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if control is not None:
             control.shutdown()
+        if hopsworks is not None:
+            hopsworks.stop()
         for double in doubles.values():
             double.stop()
         server.stop()

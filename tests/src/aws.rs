@@ -31,6 +31,22 @@ pub struct Seeded {
     /// Bench control API (faults, raw ConfigMaps, request logs).
     pub control_endpoint: String,
     pub identities: Identities,
+    /// The Hopsworks.ai API double and the secrets holding its key.
+    pub hopsworks_ai: SeededHopsworksAi,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeededHopsworksAi {
+    pub api_url: String,
+    /// The key itself: tests look for it in logs, Reasons and outputs.
+    pub api_key: String,
+    /// A secret holding the key as a plain string.
+    pub secret_arn: String,
+    /// A secret holding `{"apiKey": "…"}`.
+    pub secret_json_arn: String,
+    /// A secret holding a key Hopsworks.ai refuses.
+    pub wrong_secret_arn: String,
+    pub missing_secret_arn: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -241,6 +241,16 @@ impl Answer {
         self.status == "SUCCESS"
     }
 
+    /// The seconds in a Reason that starts "timed out after N s".
+    pub fn timed_out_after(&self) -> Option<f64> {
+        self.reason
+            .strip_prefix("timed out after ")?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    }
+
     pub fn attr(&self, key: &str) -> &str {
         self.data
             .get(key)
@@ -258,6 +268,9 @@ pub struct Player<'a> {
     pub stack_id: String,
     /// How long after the invocations end to keep listening for a second (wrong) PUT.
     pub grace: Duration,
+    /// How long to wait for the answer after the first invocation ends (long for resources that
+    /// continue in further invocations).
+    pub answer_timeout: Duration,
     /// Lambda waits about a minute before retrying an async invocation; the bench waits this.
     pub retry_delay: Duration,
 }
@@ -270,6 +283,7 @@ impl<'a> Player<'a> {
             resource_type: resource_type.to_owned(),
             stack_id: STACK_ID.to_owned(),
             grace: Duration::from_millis(300),
+            answer_timeout: Duration::from_millis(300),
             retry_delay: Duration::from_millis(200),
         }
     }
@@ -349,7 +363,7 @@ impl<'a> Player<'a> {
         let invocations = self.function.invoke_async(&event, self.retry_delay).await;
         let accepted = self
             .receiver
-            .wait_accepted(request_id, self.grace)
+            .wait_accepted(request_id, self.answer_timeout)
             .await
             .unwrap_or_else(|| {
                 panic!(

@@ -102,4 +102,41 @@ impl Control {
         )
         .await;
     }
+
+    /// `{"polls_per_state"?, "fail_next_with"?, "leave_ecr_repos"?}` of the Hopsworks.ai double.
+    pub async fn hopsworks_behaviour(&self, behaviour: Value) {
+        self.call(
+            reqwest::Method::PUT,
+            "/hopsworks/behaviour",
+            Some(behaviour),
+        )
+        .await;
+    }
+
+    pub async fn hopsworks_fault(&self, fault: Value) {
+        self.call(reqwest::Method::POST, "/hopsworks/faults", Some(fault))
+            .await;
+    }
+
+    /// `[{method, path, status, …}]` the Hopsworks.ai double received.
+    pub async fn hopsworks_requests(&self) -> Vec<Value> {
+        let v = self
+            .call(reqwest::Method::GET, "/hopsworks/requests", None)
+            .await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every cluster the double ever had, with its state ("terminated" once gone).
+    pub async fn hopsworks_clusters(&self) -> Vec<Value> {
+        let v = self
+            .call(reqwest::Method::GET, "/hopsworks/clusters", None)
+            .await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// A cluster made directly in `running` (someone else's).
+    pub async fn create_hopsworks_cluster(&self, cluster: Value) -> Value {
+        self.call(reqwest::Method::POST, "/hopsworks/clusters", Some(cluster))
+            .await
+    }
 }

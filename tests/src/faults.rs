@@ -1,9 +1,13 @@
 //! A proxy in front of moto that injects the failures AWS has: throttling, 5xx, slow answers.
+//! It also plays Lambda's `Invoke` API for the functions registered with it (moto would try to run
+//! them in Docker), so a function that hands a request on to a new invocation of itself is run
+//! through the bench's Runtime API, as Lambda would.
 //!
 //! A rule matches a substring of `"METHOD /path?query body"` (so `"Action=DescribeVpcs"` picks an
 //! EC2 call, `"GET /clusters/"` EKS's DescribeCluster) and fires a bounded number of times. Errors
 //! are shaped as each protocol shapes them, so the SDK classifies them as AWS's would be.
 
+use crate::lambda::LambdaFunction;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -33,6 +37,7 @@ struct Rule {
 #[derive(Default)]
 struct Shared {
     rules: Mutex<Vec<Rule>>,
+    functions: Mutex<Vec<Arc<LambdaFunction>>>,
     /// `"METHOD /path body"` of every request seen, for counting API calls.
     seen: Mutex<Vec<String>>,
 }
@@ -69,6 +74,13 @@ impl FaultProxy {
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Serve Lambda `Invoke` for `function` (by name or ARN).
+    pub fn register_function(&self, function: Arc<LambdaFunction>) {
+        if let Ok(mut functions) = self.shared.functions.lock() {
+            functions.push(function);
+        }
     }
 
     /// Inject `fault` into the next `times` requests that contain `needle`.
@@ -122,6 +134,9 @@ async fn forward(
     if let Ok(mut seen) = up.shared.seen.lock() {
         seen.push(key.clone());
     }
+    if let Some(response) = invoke(&up.shared, &method, path, &headers, &body) {
+        return response;
+    }
     let fault = up.shared.rules.lock().ok().and_then(|mut rules| {
         let rule = rules
             .iter_mut()
@@ -155,6 +170,63 @@ async fn forward(
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
+}
+
+/// Lambda's `Invoke` (`POST /2015-03-31/functions/{name}/invocations`) for a registered function:
+/// `Event` invocations are queued (202) and run as Lambda runs them, retries included.
+fn invoke(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Response> {
+    let name = path
+        .strip_prefix("/2015-03-31/functions/")?
+        .split('/')
+        .next()?
+        .replace("%3A", ":")
+        .replace("%3a", ":");
+    if method != Method::POST || !path.contains("/invocations") {
+        return None;
+    }
+    let function = shared
+        .functions
+        .lock()
+        .ok()?
+        .iter()
+        .find(|f| {
+            let config = f.config();
+            config.name == name || config.arn() == name
+        })?
+        .clone();
+    let event: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let kind = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    if kind != "Event" {
+        return Some(
+            (
+                StatusCode::BAD_REQUEST,
+                "the bench serves Event invocations only",
+            )
+                .into_response(),
+        );
+    }
+    tokio::spawn(async move {
+        function
+            .invoke_async(&event, Duration::from_millis(200))
+            .await;
+    });
+    Some(
+        (
+            StatusCode::ACCEPTED,
+            [("x-amz-executed-version", "$LATEST")],
+            "",
+        )
+            .into_response(),
+    )
 }
 
 /// An error in the shape of the protocol the request used.

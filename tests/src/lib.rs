@@ -111,3 +111,27 @@ pub fn eks_access_function(
     );
     lambda::LambdaFunction::new(config)
 }
+
+/// The `HopsworksCluster` function, talking to the bench's Hopsworks.ai double; registered with
+/// `proxy` so that its self-invocations (long waits) run through the bench's Runtime API.
+pub fn hopsworks_cluster_function(
+    seeded: &aws::Seeded,
+    proxy: &faults::FaultProxy,
+    timeout: std::time::Duration,
+) -> std::sync::Arc<lambda::LambdaFunction> {
+    let mut config = lambda::FunctionConfig::new(
+        "hopsworks-eks-HopsworksCluster",
+        function_binary("hopsworks-cluster"),
+    );
+    config.timeout = timeout;
+    config.env.extend(
+        [
+            ("AWS_ENDPOINT_URL", proxy.endpoint()),
+            ("HOPSWORKS_API_URL", seeded.hopsworks_ai.api_url.as_str()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let function = std::sync::Arc::new(lambda::LambdaFunction::new(config));
+    proxy.register_function(function.clone());
+    function
+}

@@ -11,7 +11,7 @@ pub use discover::{Clients, Discovered};
 pub use error::DiscoveryError;
 pub use input::{CLUSTER_NAME, INSTANCE_PROFILE, Input};
 
-use custom_resource::{Context, CustomResource, Failure, Outcome, Request};
+use custom_resource::{Context, CustomResource, Failure, Outcome, Progress, Request};
 
 /// The resource. Create and Update discover; Delete changes nothing.
 #[derive(Debug, Clone)]
@@ -47,15 +47,15 @@ impl ClusterDiscovery {
 }
 
 impl CustomResource for ClusterDiscovery {
-    async fn create(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
-        self.discover(request, ctx).await
+    async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
+        self.discover(request, ctx).await.map(Progress::Done)
     }
 
-    async fn update(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
-        self.discover(request, ctx).await
+    async fn update(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
+        self.discover(request, ctx).await.map(Progress::Done)
     }
 
-    async fn delete(&self, _request: &Request, _ctx: &Context) -> Result<(), Failure> {
-        Ok(()) // read-only: nothing was made, nothing to remove
+    async fn delete(&self, _request: &Request, _ctx: &Context) -> Result<Progress<()>, Failure> {
+        Ok(Progress::Done(())) // read-only: nothing was made, nothing to remove
     }
 }

@@ -1,6 +1,6 @@
 //! One invocation: parse, run the lifecycle under a panic guard and a timer, answer exactly once.
 
-use crate::lifecycle::{Context, CustomResource, Failure, Outcome};
+use crate::lifecycle::{Context, CustomResource, Failure, Outcome, Progress};
 use crate::request::{self, Action, ParseError, Reply, Request};
 use crate::response::{self, Response, Status};
 use crate::sender::{Delivery, Sender};
@@ -19,16 +19,43 @@ pub const FAILED_CREATE_PREFIX: &str = "failed-create:";
 /// The most the framework keeps back before Lambda's deadline to answer FAILED in time.
 const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(5);
 
+/// How a function hands a request on to a new invocation of itself ([`Progress::Continue`]).
+pub trait Reinvoke: Send + Sync {
+    /// Invoke `function_arn` asynchronously with `payload`.
+    fn reinvoke(
+        &self,
+        function_arn: &str,
+        payload: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+/// For resources that always finish in one invocation.
+pub struct NoReinvoke;
+
+impl Reinvoke for NoReinvoke {
+    async fn reinvoke(&self, _: &str, _: Vec<u8>) -> Result<(), String> {
+        Err("this function cannot continue a request in another invocation".to_owned())
+    }
+}
+
+/// What one invocation ends with.
+enum Ending {
+    Answer(Response),
+    Continue(Value),
+}
+
 /// Handle one Lambda event. Returns `Err` only when no response could be delivered (so Lambda's
 /// own retry of the asynchronous invocation gets another chance) or the event was not a
 /// custom-resource request at all.
 pub async fn handle<R: CustomResource>(
     resource: &R,
     sender: &Sender,
+    reinvoke: &impl Reinvoke,
     event: LambdaEvent<Value>,
 ) -> Result<(), lambda_runtime::Error> {
     let answer_by = answer_by(event.context.deadline);
     let aws_request_id = event.context.request_id;
+    let function_arn = event.context.invoked_function_arn;
     let (reply, request) = match request::parse(event.payload) {
         Ok(parsed) => parsed,
         Err(ParseError::NotCustomResource(why)) => {
@@ -52,9 +79,30 @@ pub async fn handle<R: CustomResource>(
         info!(
             resource_type = %request.envelope.resource_type,
             physical_id = request.action.physical_id().unwrap_or(""),
+            round = request.continued.as_ref().map_or(0, |c| c.round),
             "request received"
         );
-        let response = run(resource, &request, &reply, answer_by).await;
+        let ctx = Context::new(answer_by, request.continued.clone());
+        let response = match run(resource, &request, &reply, &ctx).await {
+            Ending::Answer(response) => response,
+            Ending::Continue(state) => {
+                let payload =
+                    reply.continuation(state, request.continued.as_ref(), ctx.first_started());
+                match reinvoke.reinvoke(&function_arn, payload).await {
+                    Ok(()) => {
+                        info!(step = %ctx.current_step(), "continuing in a new invocation");
+                        return Ok(()); // the Reply went with the payload: the next invocation answers
+                    }
+                    Err(why) => Response::failed(
+                        fallback_id(&request, &reply),
+                        format!(
+                            "could not continue in a new invocation while {}: {why}",
+                            ctx.current_step()
+                        ),
+                    ),
+                }
+            }
+        };
         answer(sender, reply, response).await
     }
     .instrument(span)
@@ -77,23 +125,24 @@ async fn run<R: CustomResource>(
     resource: &R,
     request: &Request,
     reply: &Reply,
-    answer_by: Instant,
-) -> Response {
+    ctx: &Context,
+) -> Ending {
     if let Action::Delete { physical_id } = &request.action
         && physical_id.starts_with(FAILED_CREATE_PREFIX)
     {
         info!("Delete after a Create that made nothing: nothing to do");
-        return success(Outcome::new(physical_id.clone()));
+        return Ending::Answer(success(Outcome::new(physical_id.clone())));
     }
-    let ctx = Context::new(answer_by);
     let work = async {
         match &request.action {
-            Action::Create => resource.create(request, &ctx).await,
-            Action::Update { .. } => resource.update(request, &ctx).await,
-            Action::Delete { physical_id } => resource
-                .delete(request, &ctx)
-                .await
-                .map(|()| Outcome::new(physical_id.clone())),
+            Action::Create => resource.create(request, ctx).await,
+            Action::Update { .. } => resource.update(request, ctx).await,
+            Action::Delete { physical_id } => {
+                resource.delete(request, ctx).await.map(|p| match p {
+                    Progress::Done(()) => Progress::Done(Outcome::new(physical_id.clone())),
+                    Progress::Continue(state) => Progress::Continue(state),
+                })
+            }
         }
     };
     let result = tokio::select! {
@@ -105,7 +154,7 @@ async fn run<R: CustomResource>(
                 request.envelope.request_id
             ))),
         },
-        () = tokio::time::sleep_until(answer_by) => {
+        () = tokio::time::sleep_until(ctx.answer_by()) => {
             warn!(step = %ctx.current_step(), "answering FAILED before the Lambda deadline");
             Err(Failure::new(format!(
                 "timed out after {:.1} s while {}; answered before the function's own timeout. \
@@ -115,20 +164,23 @@ async fn run<R: CustomResource>(
             )))
         }
     };
-    match result {
-        Ok(outcome) if matches!(request.action, Action::Delete { .. }) => success(outcome),
-        Ok(outcome) if outcome.physical_id.trim().is_empty() => Response::failed(
+    Ending::Answer(match result {
+        Ok(Progress::Continue(state)) => return Ending::Continue(state),
+        Ok(Progress::Done(outcome)) if matches!(request.action, Action::Delete { .. }) => {
+            success(outcome)
+        }
+        Ok(Progress::Done(outcome)) if outcome.physical_id.trim().is_empty() => Response::failed(
             fallback_id(request, reply),
             "internal error: the provider returned an empty physical id",
         ),
-        Ok(outcome) => success(outcome),
+        Ok(Progress::Done(outcome)) => success(outcome),
         Err(failure) => {
             let id = failure
                 .physical_id
                 .unwrap_or_else(|| fallback_id(request, reply));
             Response::failed(id, failure.reason)
         }
-    }
+    })
 }
 
 fn success(outcome: Outcome) -> Response {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::info;
 
@@ -17,7 +17,7 @@ pub trait CustomResource: Send + Sync {
         &self,
         request: &Request,
         ctx: &Context,
-    ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+    ) -> impl Future<Output = Result<Progress<Outcome>, Failure>> + Send;
 
     /// Return the same physical id to update in place; a different one means replacement, and
     /// CloudFormation will later send a Delete for the old id.
@@ -25,14 +25,25 @@ pub trait CustomResource: Send + Sync {
         &self,
         request: &Request,
         ctx: &Context,
-    ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+    ) -> impl Future<Output = Result<Progress<Outcome>, Failure>> + Send;
 
     /// Must be idempotent: something already gone is a success.
     fn delete(
         &self,
         request: &Request,
         ctx: &Context,
-    ) -> impl Future<Output = Result<(), Failure>> + Send;
+    ) -> impl Future<Output = Result<Progress<()>, Failure>> + Send;
+}
+
+/// Where a lifecycle method got to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress<T> {
+    /// Finished: answer CloudFormation.
+    Done(T),
+    /// Not finished, and this invocation is running out of time: the framework invokes the
+    /// function again (asynchronously) with this state, which the next call reads from
+    /// [`Context::state`]. Only the invocation that finishes answers CloudFormation.
+    Continue(serde_json::Value),
 }
 
 /// A successful Create or Update.
@@ -106,21 +117,51 @@ impl<E: std::error::Error> From<E> for Failure {
     }
 }
 
-/// What a handler can tell the framework while it works, and the time it has left.
+/// What a handler can tell the framework while it works, the time it has left, and where an
+/// earlier invocation of the same request left off.
 #[derive(Debug, Clone)]
 pub struct Context {
     step: Arc<Mutex<Cow<'static, str>>>,
     started: Instant,
     deadline: Instant,
+    continued: Option<Continued>,
+}
+
+/// The state a previous invocation handed on with [`Progress::Continue`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Continued {
+    pub state: serde_json::Value,
+    /// How many invocations came before this one.
+    pub round: u32,
+    /// When the first invocation for this request started.
+    pub first_started: SystemTime,
 }
 
 impl Context {
-    pub(crate) fn new(deadline: Instant) -> Self {
+    pub(crate) fn new(deadline: Instant, continued: Option<Continued>) -> Self {
         Self {
             step: Arc::new(Mutex::new(Cow::Borrowed("starting"))),
             started: Instant::now(),
             deadline,
+            continued,
         }
+    }
+
+    /// The state handed on by the previous invocation, if this one continues a request.
+    pub fn state(&self) -> Option<&serde_json::Value> {
+        self.continued.as_ref().map(|c| &c.state)
+    }
+
+    pub fn continued(&self) -> Option<&Continued> {
+        self.continued.as_ref()
+    }
+
+    /// When work on this request began (the first invocation), for overall deadlines.
+    pub fn first_started(&self) -> SystemTime {
+        self.continued.as_ref().map_or_else(
+            || SystemTime::now() - self.started.elapsed(),
+            |c| c.first_started,
+        )
     }
 
     /// Record (and log) what the handler is doing now, so that a timeout or a panic can say where
@@ -142,6 +183,10 @@ impl Context {
 
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    pub(crate) fn answer_by(&self) -> Instant {
+        self.deadline
     }
 
     /// Time left before the framework must answer.

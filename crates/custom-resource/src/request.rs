@@ -1,10 +1,12 @@
 //! Reading the event CloudFormation sends: directly, or wrapped in an SNS notification.
 
+use crate::lifecycle::Continued;
 use crate::properties::Properties;
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
 use reqwest::Url;
 use serde_json::Value;
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The pre-signed S3 URL the response goes to. It is a credential: `Debug` and `Display` show the
 /// scheme, host and path only, never the query that carries the signature.
@@ -54,12 +56,27 @@ pub struct Envelope {
 }
 
 /// The one right to answer a request. It is not `Clone`, and sending consumes it
-/// ([`crate::sender::Sender::send`]), so a request can be answered at most once by construction.
+/// ([`crate::sender::Sender::send`]), as does handing it on to a continuation, so a request can be
+/// answered at most once by construction.
 #[derive(Debug)]
 pub struct Reply {
     pub(crate) envelope: Envelope,
     pub(crate) url: ResponseUrl,
+    /// The request as CloudFormation sent it, for a continuation to carry on.
+    pub(crate) raw: RawEvent,
 }
+
+/// The raw request: it holds the ResponseURL, so it is never shown.
+pub(crate) struct RawEvent(pub(crate) Value);
+
+impl fmt::Debug for RawEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RawEvent(***)")
+    }
+}
+
+/// The key of the payload a function sends itself to continue a request.
+pub const CONTINUATION_KEY: &str = "CustomResourceContinuation";
 
 impl Reply {
     pub fn envelope(&self) -> &Envelope {
@@ -110,6 +127,8 @@ pub struct Request {
     pub envelope: Envelope,
     pub action: Action,
     pub properties: Properties,
+    /// Set when an earlier invocation handed this request on ([`crate::Progress::Continue`]).
+    pub continued: Option<Continued>,
 }
 
 /// Why an event could not be parsed.
@@ -128,7 +147,7 @@ pub enum ParseError {
 /// Parse a Lambda payload: the custom-resource request itself, or an SNS notification carrying it.
 /// Returns the request and the one [`Reply`] that answers it.
 pub fn parse(payload: Value) -> Result<(Reply, Request), ParseError> {
-    let payload = unwrap_sns(payload)?;
+    let (payload, continued) = unwrap_continuation(unwrap_sns(payload)?);
     let reply = reply(&payload)?;
     match typed(&payload) {
         Ok((action, properties)) => {
@@ -136,6 +155,7 @@ pub fn parse(payload: Value) -> Result<(Reply, Request), ParseError> {
                 envelope: reply.envelope.clone(),
                 action,
                 properties,
+                continued,
             };
             Ok((reply, request))
         }
@@ -144,6 +164,49 @@ pub fn parse(payload: Value) -> Result<(Reply, Request), ParseError> {
             physical_id: str_field(&payload, "PhysicalResourceId").map(str::to_owned),
             reason,
         }),
+    }
+}
+
+/// A continuation payload: `{"CustomResourceContinuation": {"Request", "State", "Round",
+/// "FirstStartedMs"}}`, built by [`Reply::continuation`].
+fn unwrap_continuation(payload: Value) -> (Value, Option<Continued>) {
+    let Some(Value::Object(mut wrapper)) = payload.get(CONTINUATION_KEY).cloned() else {
+        return (payload, None);
+    };
+    let request = wrapper.remove("Request").unwrap_or(Value::Null);
+    let continued = Continued {
+        state: wrapper.remove("State").unwrap_or(Value::Null),
+        round: wrapper.get("Round").and_then(Value::as_u64).unwrap_or(1) as u32,
+        first_started: UNIX_EPOCH
+            + Duration::from_millis(
+                wrapper
+                    .get("FirstStartedMs")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+            ),
+    };
+    (request, Some(continued))
+}
+
+impl Reply {
+    /// The payload that continues this request in a new invocation with `state`.
+    pub(crate) fn continuation(
+        &self,
+        state: Value,
+        previous: Option<&Continued>,
+        first_started: SystemTime,
+    ) -> Vec<u8> {
+        let started_ms = first_started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let wrapper = serde_json::json!({ CONTINUATION_KEY: {
+            "Request": self.raw.0,
+            "State": state,
+            "Round": previous.map_or(1, |c| c.round + 1),
+            "FirstStartedMs": started_ms,
+        }});
+        serde_json::to_vec(&wrapper).unwrap_or_default()
     }
 }
 
@@ -215,6 +278,7 @@ fn reply(payload: &Value) -> Result<Reply, ParseError> {
     Ok(Reply {
         envelope,
         url: response_url,
+        raw: RawEvent(payload.clone()),
     })
 }
 
@@ -264,6 +328,7 @@ mod tests {
         let (reply, _) = parse(create_event()).unwrap();
         let shown = format!("{reply:?} {}", reply.url());
         assert!(!shown.contains("SECRETSIG"), "{shown}");
+        assert!(shown.contains("RawEvent(***)"), "{shown}");
         assert!(shown.contains("cfn.s3.amazonaws.com/arn%3Astack/resp?***"));
     }
 
@@ -277,6 +342,22 @@ mod tests {
             }
             other => panic!("expected Malformed, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_continuation_carries_the_request_and_the_state_on() {
+        let (reply, _) = parse(create_event()).unwrap();
+        let started = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let payload = reply.continuation(json!({"phase": "waiting"}), None, started);
+        let (reply2, request) = parse(serde_json::from_slice(&payload).unwrap()).unwrap();
+        let continued = request.continued.expect("continued");
+        assert_eq!(continued.state, json!({"phase": "waiting"}));
+        assert_eq!(continued.round, 1);
+        assert_eq!(continued.first_started, started);
+        assert_eq!(reply2.url(), reply.url());
+        let again = reply2.continuation(json!(2), Some(&continued), started);
+        let (_, request) = parse(serde_json::from_slice(&again).unwrap()).unwrap();
+        assert_eq!(request.continued.unwrap().round, 2);
     }
 
     #[test]

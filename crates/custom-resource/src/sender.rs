@@ -140,7 +140,7 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{Envelope, ResponseUrl};
+    use crate::request::{Envelope, RawEvent, ResponseUrl};
     use axum::{Router, http::HeaderMap, http::StatusCode, routing::put};
     use std::sync::{Arc, Mutex};
 
@@ -190,6 +190,7 @@ mod tests {
                 resource_type: "Custom::T".into(),
             },
             url: ResponseUrl::parse(url).unwrap(),
+            raw: RawEvent(serde_json::Value::Null),
         }
     }
 

@@ -20,7 +20,7 @@ use aws_auth::AwsAuth;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use cluster::ClusterInfo;
-use custom_resource::{Action, Context, CustomResource, Failure, Outcome, Request};
+use custom_resource::{Action, Context, CustomResource, Failure, Outcome, Progress, Request};
 use std::time::SystemTime;
 
 const SESSION_NAME: &str = "hopsworks-eks-stack";
@@ -263,16 +263,16 @@ impl EksAccess {
 }
 
 impl CustomResource for EksAccess {
-    async fn create(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
-        self.map(request, ctx).await
+    async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
+        self.map(request, ctx).await.map(Progress::Done)
     }
 
-    async fn update(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
-        self.map(request, ctx).await
+    async fn update(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
+        self.map(request, ctx).await.map(Progress::Done)
     }
 
-    async fn delete(&self, request: &Request, ctx: &Context) -> Result<(), Failure> {
-        self.unmap(request, ctx).await
+    async fn delete(&self, request: &Request, ctx: &Context) -> Result<Progress<()>, Failure> {
+        self.unmap(request, ctx).await.map(Progress::Done)
     }
 }
 

@@ -1,7 +1,7 @@
 //! A custom resource whose behaviour its properties choose, for the framework's whole-system tests:
 //! `Panic: "true"`, `SleepSeconds: "N"`, `FailWith: "reason"`, `DataBytes: "N"`, `PhysicalId`.
 
-use custom_resource::{Context, CustomResource, Failure, Outcome, Request};
+use custom_resource::{Context, CustomResource, Failure, Outcome, Progress, Request};
 use std::time::Duration;
 
 struct Probe;
@@ -33,14 +33,14 @@ impl Probe {
 }
 
 impl CustomResource for Probe {
-    async fn create(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
-        self.act(request, ctx).await
+    async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
+        self.act(request, ctx).await.map(Progress::Done)
     }
-    async fn update(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
-        self.act(request, ctx).await
+    async fn update(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
+        self.act(request, ctx).await.map(Progress::Done)
     }
-    async fn delete(&self, request: &Request, ctx: &Context) -> Result<(), Failure> {
-        self.act(request, ctx).await.map(drop)
+    async fn delete(&self, request: &Request, ctx: &Context) -> Result<Progress<()>, Failure> {
+        self.act(request, ctx).await.map(|_| Progress::Done(()))
     }
 }
 
