@@ -135,3 +135,16 @@ pub fn hopsworks_cluster_function(
     proxy.register_function(function.clone());
     function
 }
+
+/// The `SecurityGroupIngress` function, its AWS calls sent to `endpoint`.
+pub fn ingress_function(endpoint: &str, timeout: std::time::Duration) -> lambda::LambdaFunction {
+    let mut config = lambda::FunctionConfig::new(
+        "hopsworks-eks-SecurityGroupIngress",
+        function_binary("security-group-ingress"),
+    );
+    config.timeout = timeout;
+    config
+        .env
+        .push(("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()));
+    lambda::LambdaFunction::new(config)
+}
