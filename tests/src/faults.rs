@@ -112,13 +112,18 @@ impl FaultProxy {
             .unwrap_or_default()
     }
 
-    /// Every request seen, as `"METHOD /path body"`.
+    /// Every request seen, as `"METHOD /path x-amz-target body"`.
     pub fn requests(&self) -> Vec<String> {
         self.shared
             .seen
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    /// Every request seen, as the IAM action it needs (`eks:DescribeCluster`).
+    pub fn actions(&self) -> Vec<String> {
+        self.requests().iter().map(|r| action(r)).collect()
     }
 }
 
@@ -130,7 +135,14 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let key = format!("{method} {path} {}", String::from_utf8_lossy(&body));
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let key = format!(
+        "{method} {path} {target} {}",
+        String::from_utf8_lossy(&body)
+    );
     if let Ok(mut seen) = up.shared.seen.lock() {
         seen.push(key.clone());
     }
@@ -227,6 +239,67 @@ fn invoke(
         )
             .into_response(),
     )
+}
+
+/// The IAM action a request (as [`FaultProxy::requests`] records it) needs.
+pub fn action(request: &str) -> String {
+    let mut parts = request.splitn(4, ' ');
+    let (method, path, target, body) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    // JSON 1.1 protocols name the operation in X-Amz-Target.
+    if let Some((prefix, operation)) = target.split_once('.') {
+        let service = match prefix {
+            "secretsmanager" => "secretsmanager",
+            p if p.starts_with("AmazonEC2ContainerRegistry") => "ecr",
+            other => other,
+        };
+        return format!("{service}:{operation}");
+    }
+    // Query protocols: Action= in the form body, the service from its Version.
+    if let Some(operation) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        let service = if body.contains("Version=2016-11-15") {
+            "ec2"
+        } else if body.contains("Version=2011-06-15") {
+            "sts"
+        } else {
+            "iam"
+        };
+        return format!("{service}:{operation}");
+    }
+    // REST: EKS and Lambda.
+    let path = path.split('?').next().unwrap_or_default();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let operation = match (method, segments.as_slice()) {
+        ("POST", ["2015-03-31", "functions", _, "invocations"]) => "lambda:InvokeFunction",
+        ("GET", ["clusters", _]) => "eks:DescribeCluster",
+        ("POST", ["clusters", _, "access-entries"]) => "eks:CreateAccessEntry",
+        ("GET", ["clusters", _, "access-entries"]) => "eks:ListAccessEntries",
+        ("GET", ["clusters", _, "access-entries", _]) => "eks:DescribeAccessEntry",
+        ("DELETE", ["clusters", _, "access-entries", _]) => "eks:DeleteAccessEntry",
+        ("POST", ["clusters", _, "access-entries", _, "access-policies"]) => {
+            "eks:AssociateAccessPolicy"
+        }
+        ("GET", ["clusters", _, "access-entries", _, "access-policies"]) => {
+            "eks:ListAssociatedAccessPolicies"
+        }
+        _ => return format!("unknown:{method} {path}"),
+    };
+    operation.to_owned()
+}
+
+/// Every call `proxy` saw must be one of `allowed` (the function's declared IAM actions);
+/// `sts:GetCallerIdentity` needs no permission.
+pub fn assert_calls_within(proxy: &FaultProxy, allowed: &[&str]) {
+    for action in proxy.actions() {
+        assert!(
+            action == "sts:GetCallerIdentity" || allowed.contains(&action.as_str()),
+            "the function called {action}, which its IAM_ACTIONS (and so its role) do not list"
+        );
+    }
 }
 
 /// An error in the shape of the protocol the request used.

@@ -91,6 +91,7 @@ async fn discovers_the_cluster_network_and_the_instance_profile_role() {
     assert_eq!(answer.attr("InstanceProfileArn"), h.instance_profile_arn);
     // Four calls: DescribeCluster, GetInstanceProfile, DescribeVpcs, DescribeRouteTables.
     assert_eq!(b.proxy.requests().len(), 4, "{:#?}", b.proxy.requests());
+    system_tests::faults::assert_calls_within(&b.proxy, cluster_discovery::IAM_ACTIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

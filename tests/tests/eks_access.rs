@@ -389,6 +389,7 @@ async fn access_entries_are_used_when_the_cluster_allows_them() {
     // The creator's own entry is still there.
     let creator = KubeAs::new(s, cluster, &s.identities.creator);
     assert!(creator.whoami().await.is_ok());
+    system_tests::faults::assert_calls_within(&b.proxy, eks_access::IAM_ACTIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

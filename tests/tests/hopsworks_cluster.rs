@@ -16,7 +16,7 @@ const LOGICAL: &str = "HopsworksCluster";
 
 struct Bench {
     aws: AwsBench,
-    _proxy: FaultProxy,
+    proxy: FaultProxy,
     control: Control,
     function: Arc<LambdaFunction>,
 }
@@ -29,7 +29,7 @@ async fn bench(timeout: Duration) -> Bench {
     let function = system_tests::hopsworks_cluster_function(&aws.seeded, &proxy, timeout);
     Bench {
         aws,
-        _proxy: proxy,
+        proxy,
         control,
         function,
     }
@@ -162,6 +162,12 @@ async fn creates_waits_across_invocations_then_terminates_and_cleans_ecr() {
     assert!(left.contains(&"other-team/base".to_owned()));
     assert!(left.contains(&"5e1d2c3b-not-ours/base".to_owned()));
     b.assert_key_never_shown(&[&created, &deleted]);
+    system_tests::faults::assert_calls_within(&b.proxy, hopsworks_cluster::IAM_ACTIONS);
+    assert!(
+        b.proxy
+            .actions()
+            .contains(&"lambda:InvokeFunction".to_owned())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

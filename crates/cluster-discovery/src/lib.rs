@@ -11,6 +11,15 @@ pub use discover::{Clients, Discovered};
 pub use error::DiscoveryError;
 pub use input::{CLUSTER_NAME, INSTANCE_PROFILE, Input};
 
+/// Every AWS action this resource calls: its role in the template grants exactly these (a test
+/// compares them, and the whole-system tests check every call they see is listed).
+pub const IAM_ACTIONS: &[&str] = &[
+    "eks:DescribeCluster",
+    "iam:GetInstanceProfile",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeRouteTables",
+];
+
 use custom_resource::{Context, CustomResource, Failure, Outcome, Progress, Request};
 
 /// The resource. Create and Update discover; Delete changes nothing.

@@ -15,6 +15,19 @@ pub use aws_auth::{OWNERS_ANNOTATION, Owner};
 pub use error::AccessError;
 pub use input::{Input, Method, RoleArn};
 
+/// Every AWS action this resource calls (`sts:GetCallerIdentity`, used to name the caller in a
+/// 401/403 Reason, needs no permission): its role in the template grants exactly these.
+pub const IAM_ACTIONS: &[&str] = &[
+    "eks:DescribeCluster",
+    "eks:DescribeAccessEntry",
+    "eks:CreateAccessEntry",
+    "eks:TagResource",
+    "eks:DeleteAccessEntry",
+    "eks:AssociateAccessPolicy",
+    "eks:ListAssociatedAccessPolicies",
+    "sts:AssumeRole",
+];
+
 use access_entry::AccessEntries;
 use aws_auth::AwsAuth;
 use aws_credential_types::Credentials;

@@ -11,6 +11,14 @@ mod input;
 
 pub use input::{IN_PLACE, Settings};
 
+/// Every AWS action this resource calls: its role in the template grants exactly these.
+pub const IAM_ACTIONS: &[&str] = &[
+    "secretsmanager:GetSecretValue",
+    "ecr:DescribeRepositories",
+    "ecr:DeleteRepository",
+    "lambda:InvokeFunction",
+];
+
 use custom_resource::{Action, Context, CustomResource, Failure, Outcome, Progress, Request};
 use hopsworks_ai::{Client, Cluster, Retry, Wait};
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,14 @@ mod input;
 
 pub use input::{Input, Source};
 
+/// Every AWS action this resource calls: its role in the template grants exactly these.
+pub const IAM_ACTIONS: &[&str] = &[
+    "ec2:DescribeSecurityGroupRules",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateTags",
+    "ec2:RevokeSecurityGroupIngress",
+];
+
 use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, ResourceType, SecurityGroupRule, Tag, TagSpecification,
     UserIdGroupPair,
