@@ -290,6 +290,24 @@ async fn one_eks_cluster_serves_one_hopsworks_stack() {
     assert_failed(&answer, "already used by Hopsworks stack hopsworks-eks");
 }
 
+/// Other clients of aws-auth, each appending its own role with read-modify-write and retries.
+fn spawn_writers(
+    s: &system_tests::aws::Seeded,
+    ids: std::ops::Range<u32>,
+) -> Vec<tokio::task::JoinHandle<u32>> {
+    ids.map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let admin = KubeAs::new(&s, &s.cluster.name, &s.identities.creator);
+            let entry = format!(
+                "- rolearn: arn:aws:iam::123456789012:role/writer-{i}\n  username: writer-{i}\n  groups:\n  - team\n"
+            );
+            admin.append_map_role(&entry).await
+        })
+    })
+    .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_lose_no_entry() {
     let b = bench().await;
@@ -299,18 +317,7 @@ async fn concurrent_writers_lose_no_entry() {
     b.control
         .fault(b.cluster(), json!({"kind": "conflict", "times": 3}))
         .await;
-    let writers: Vec<_> = (0..24)
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                let admin = KubeAs::new(&s, &s.cluster.name, &s.identities.creator);
-                let entry = format!(
-                    "- rolearn: arn:aws:iam::123456789012:role/writer-{i}\n  username: writer-{i}\n  groups:\n  - team\n"
-                );
-                admin.append_map_role(&entry).await
-            })
-        })
-        .collect();
+    let writers = spawn_writers(&s, 0..24);
     let cfn = Player::new(&b.function, TYPE).await;
     let created = cfn.create(LOGICAL, b.props()).await;
     for w in writers {
@@ -328,18 +335,7 @@ async fn concurrent_writers_lose_no_entry() {
     assert!(text.contains(&s.hopsworks.role_arn_without_path));
 
     // Delete while others write: only ours goes.
-    let writers: Vec<_> = (24..44)
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                let admin = KubeAs::new(&s, &s.cluster.name, &s.identities.creator);
-                let entry = format!(
-                    "- rolearn: arn:aws:iam::123456789012:role/writer-{i}\n  username: writer-{i}\n  groups:\n  - team\n"
-                );
-                admin.append_map_role(&entry).await
-            })
-        })
-        .collect();
+    let writers = spawn_writers(&s, 24..44);
     let deleted = cfn.delete(LOGICAL, &created.physical_id, b.props()).await;
     for w in writers {
         w.await.expect("writer");

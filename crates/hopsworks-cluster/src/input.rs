@@ -18,24 +18,11 @@ pub struct Settings {
 /// Properties an Update may change without replacing the Hopsworks cluster.
 pub const IN_PLACE: &[&str] = &["ApiKeySecretArn", "PollIntervalSeconds", "TimeoutMinutes"];
 
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    #[error(transparent)]
-    Property(#[from] PropertyError),
-    #[error("{property} {given:?} is not valid: {rule}")]
-    Invalid {
-        property: &'static str,
-        given: String,
-        rule: &'static str,
-    },
-}
+/// Bad input: the framework's error, naming the property, what is expected and what was given.
+pub type InputError = PropertyError;
 
-fn invalid(property: &'static str, given: &str, rule: &'static str) -> InputError {
-    InputError::Invalid {
-        property,
-        given: given.to_owned(),
-        rule,
-    }
+fn invalid(property: &'static str, given: &str, expected: &'static str) -> InputError {
+    PropertyError::invalid(property, expected, format!("{given:?}"))
 }
 
 impl Settings {
@@ -50,7 +37,7 @@ impl Settings {
             return Err(invalid(
                 "ApiKeySecretArn",
                 &secret_arn,
-                "expected arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME",
+                "a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)",
             ));
         }
         let name = p.required_str("ClusterName", "the Hopsworks cluster's name")?;
@@ -62,7 +49,7 @@ impl Settings {
             return Err(invalid(
                 "ClusterName",
                 name,
-                "use 1 to 60 letters, digits, hyphens and underscores",
+                "1 to 60 letters, digits, hyphens and underscores",
             ));
         }
         let instance_profile_arn = p.required_str(
@@ -73,7 +60,7 @@ impl Settings {
             invalid(
                 "InstanceProfileArn",
                 instance_profile_arn,
-                "expected arn:aws:iam::ACCOUNT:instance-profile/NAME (the instance profile, not its role)",
+                "an instance profile ARN, arn:aws:iam::ACCOUNT:instance-profile/NAME (the instance profile, not its role)",
             )
         })?;
         let eks_cluster_name =
@@ -87,7 +74,7 @@ impl Settings {
             return Err(invalid(
                 "EksClusterName",
                 eks_cluster_name,
-                "must match ^[0-9A-Za-z][A-Za-z0-9-_]+$",
+                "an EKS cluster name matching ^[0-9A-Za-z][A-Za-z0-9-_]+$",
             ));
         }
         let ecr_account = p
@@ -97,7 +84,7 @@ impl Settings {
             return Err(invalid(
                 "EcrRegistryAccountId",
                 ecr_account,
-                "must be a 12-digit AWS account id",
+                "a 12-digit AWS account id",
             ));
         }
         let bucket = p.required_str("BucketName", "the S3 bucket Hopsworks stores its data in")?;
@@ -118,7 +105,7 @@ impl Settings {
             return Err(invalid(
                 "SubnetId",
                 subnet_id,
-                "VpcId and SubnetId go together: set both or neither",
+                "set together with VpcId (VpcId and SubnetId go together: set both or neither)",
             ));
         }
         check_prefixed("VpcId", vpc_id, "vpc-")?;
@@ -130,7 +117,7 @@ impl Settings {
             return Err(invalid(
                 "BackupRetentionDays",
                 &backup.to_string(),
-                "0 turns backups off; otherwise at least 7",
+                "0 (backups off) or at least 7",
             ));
         }
         let head_disk: u32 = p.int("HeadDiskSize", 512, 256, 16384)?;
@@ -194,8 +181,7 @@ impl Settings {
             return Err(PropertyError::Missing {
                 name: "Region".to_owned(),
                 hint: "the AWS region of the cluster".to_owned(),
-            }
-            .into());
+            });
         }
         Ok(Self {
             secret_arn,
@@ -226,7 +212,7 @@ fn check_prefixed(property: &'static str, value: &str, prefix: &str) -> Result<(
         Err(invalid(
             property,
             value,
-            "not an id of that kind (e.g. vpc-0a1b2c3d)",
+            "an id of that kind (e.g. vpc-0a1b2c3d)",
         ))
     }
 }
@@ -250,7 +236,7 @@ fn tags(p: &Properties) -> Result<Vec<Tag>, InputError> {
                     name: k.to_owned(),
                     value: v.to_owned(),
                 }),
-                _ => Err(invalid("Tags", &item, "each tag is KEY=VALUE")),
+                _ => Err(invalid("Tags", &item, "KEY=VALUE for each tag")),
             })
             .collect(),
     }

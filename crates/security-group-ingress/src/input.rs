@@ -22,12 +22,6 @@ pub struct Input {
 pub enum InputError {
     #[error(transparent)]
     Property(#[from] PropertyError),
-    #[error("{property} {given:?} is not valid: {rule}")]
-    Invalid {
-        property: &'static str,
-        given: String,
-        rule: &'static str,
-    },
     #[error(
         "give exactly one of SourceCidr and SourceSecurityGroupId (the VPC's CIDR from \
          ClusterDiscovery.VpcCidr is what the guide means)"
@@ -41,12 +35,8 @@ pub enum InputError {
     Public(String),
 }
 
-fn invalid(property: &'static str, given: &str, rule: &'static str) -> InputError {
-    InputError::Invalid {
-        property,
-        given: given.to_owned(),
-        rule,
-    }
+fn invalid(property: &'static str, given: &str, expected: &'static str) -> InputError {
+    PropertyError::invalid(property, expected, format!("{given:?}")).into()
 }
 
 fn is_group_id(id: &str) -> bool {
@@ -175,6 +165,9 @@ mod tests {
             json!({"GroupId": "sg-01234567", "SourceCidr": "10.0.0.0/8", "Ports": ["80", "http"]}),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("Ports \"http\""), "{err}");
+        assert!(
+            err.to_string().contains("property Ports must be TCP ports"),
+            "{err}"
+        );
     }
 }
