@@ -5,7 +5,7 @@ use crate::error::DiscoveryError;
 use crate::input::Input;
 use aws_sdk_ec2::types::{Filter, RouteTable};
 use aws_sdk_eks::error::ProvideErrorMetadata;
-use aws_sdk_eks::types::{Cluster, ClusterStatus};
+use aws_sdk_eks::types::Cluster;
 use std::collections::BTreeMap;
 
 /// Everything the rest of the stack needs to know about the cluster and the Hopsworks role.
@@ -142,7 +142,7 @@ impl Clients {
             account_id: arn.account.to_owned(),
             endpoint: cluster.endpoint().unwrap_or_default().to_owned(),
             kubernetes_version: cluster.version().unwrap_or_default().to_owned(),
-            authentication_mode: authentication_mode(&cluster),
+            authentication_mode: eks_cluster::authentication_mode(&cluster),
             vpc_id: vpc_id.to_owned(),
             vpc_cidr: cidr?,
             cluster_security_group_id: cluster_security_group_id.to_owned(),
@@ -159,39 +159,7 @@ impl Clients {
     }
 
     async fn describe_cluster(&self, name: &str) -> Result<Cluster, DiscoveryError> {
-        let output = self
-            .eks
-            .describe_cluster()
-            .name(name)
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_resource_not_found_exception() => {
-                    DiscoveryError::ClusterNotFound {
-                        name: name.to_owned(),
-                        region: self
-                            .eks
-                            .config()
-                            .region()
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
-                    }
-                }
-                _ => aws_error("eks:DescribeCluster", &e),
-            })?;
-        let cluster = output.cluster.ok_or_else(|| DiscoveryError::Aws {
-            call: "eks:DescribeCluster",
-            message: "the answer has no cluster".to_owned(),
-        })?;
-        match cluster.status() {
-            Some(ClusterStatus::Active) => Ok(cluster),
-            status => Err(DiscoveryError::ClusterNotActive {
-                name: name.to_owned(),
-                status: status
-                    .map_or("in an unknown state", |s| s.as_str())
-                    .to_owned(),
-            }),
-        }
+        Ok(eks_cluster::describe_active(&self.eks, name).await?)
     }
 
     async fn instance_profile_role(&self, name: &str) -> Result<Role, DiscoveryError> {
@@ -261,15 +229,6 @@ impl Clients {
         }
         Ok(tables)
     }
-}
-
-/// `CONFIG_MAP` when the cluster does not say (older clusters have no `accessConfig`).
-fn authentication_mode(cluster: &Cluster) -> String {
-    cluster
-        .access_config()
-        .and_then(|c| c.authentication_mode())
-        .map_or("CONFIG_MAP", |m| m.as_str())
-        .to_owned()
 }
 
 /// A subnet is public when its route table (its own association, else the VPC's main table) sends

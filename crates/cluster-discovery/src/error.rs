@@ -35,14 +35,8 @@ pub enum DiscoveryError {
         account: String,
     },
 
-    #[error(
-        "EKS cluster {name} was not found in region {region}: check ClusterName, and deploy the \
-         stack in the cluster's region"
-    )]
-    ClusterNotFound { name: String, region: String },
-
-    #[error("EKS cluster {name} is {status}, not ACTIVE: wait until it is ACTIVE, then retry")]
-    ClusterNotActive { name: String, status: String },
+    #[error(transparent)]
+    Cluster(#[from] eks_cluster::ClusterError),
 
     #[error(
         "EKS cluster {name} has no {field} in DescribeCluster; Hopsworks needs it ({why}). \

@@ -36,7 +36,9 @@ pub trait PropertyEnum: Sized + Copy + 'static {
     const VALUES: &'static [(&'static str, Self)];
 }
 
-/// The resource's properties, as CloudFormation sent them (without `ServiceToken`).
+/// The resource's properties, as CloudFormation sent them, without the two that are CloudFormation's
+/// own (`ServiceToken`, `ServiceTimeout`), so that changing those is never mistaken for a change of
+/// the resource.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Properties(Map<String, Value>);
 
@@ -44,6 +46,7 @@ impl Properties {
     pub fn new(map: Map<String, Value>) -> Self {
         let mut map = map;
         map.remove("ServiceToken");
+        map.remove("ServiceTimeout");
         Self(map)
     }
 
@@ -201,8 +204,9 @@ mod tests {
     }
 
     #[test]
-    fn drops_service_token() {
-        let p = props(json!({"ServiceToken": "arn:aws:lambda:x", "A": "b"}));
+    fn drops_cloudformations_own_properties() {
+        let p =
+            props(json!({"ServiceToken": "arn:aws:lambda:x", "ServiceTimeout": "3600", "A": "b"}));
         assert_eq!(p.as_map().len(), 1);
     }
 

@@ -1,7 +1,6 @@
 //! What the function needs to know about the cluster: one DescribeCluster.
 
 use crate::error::AccessError;
-use aws_sdk_eks::types::ClusterStatus;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -30,36 +29,7 @@ impl ClusterInfo {
 }
 
 pub async fn describe(eks: &aws_sdk_eks::Client, name: &str) -> Result<ClusterInfo, AccessError> {
-    let region = eks
-        .config()
-        .region()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let output = eks
-        .describe_cluster()
-        .name(name)
-        .send()
-        .await
-        .map_err(|e| match e.as_service_error() {
-            Some(se) if se.is_resource_not_found_exception() => AccessError::ClusterNotFound {
-                name: name.to_owned(),
-                region: region.clone(),
-            },
-            _ => aws_error("eks:DescribeCluster", &e),
-        })?;
-    let cluster = output.cluster.ok_or_else(|| AccessError::Aws {
-        call: "eks:DescribeCluster",
-        message: "the answer has no cluster".to_owned(),
-    })?;
-    if cluster.status() != Some(&ClusterStatus::Active) {
-        return Err(AccessError::ClusterNotActive {
-            name: name.to_owned(),
-            status: cluster
-                .status()
-                .map_or("in an unknown state", |s| s.as_str())
-                .to_owned(),
-        });
-    }
+    let cluster = eks_cluster::describe_active(eks, name).await?;
     let ca_pem = cluster
         .certificate_authority()
         .and_then(|ca| ca.data())
@@ -67,14 +37,14 @@ pub async fn describe(eks: &aws_sdk_eks::Client, name: &str) -> Result<ClusterIn
         .unwrap_or_default();
     Ok(ClusterInfo {
         name: name.to_owned(),
-        region,
+        region: eks
+            .config()
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         endpoint: cluster.endpoint().unwrap_or_default().to_owned(),
         ca_pem,
-        authentication_mode: cluster
-            .access_config()
-            .and_then(|c| c.authentication_mode())
-            .map_or("CONFIG_MAP", |m| m.as_str())
-            .to_owned(),
+        authentication_mode: eks_cluster::authentication_mode(&cluster),
     })
 }
 

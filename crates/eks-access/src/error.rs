@@ -29,14 +29,8 @@ pub enum AccessError {
     #[error("Groups holds {0:?}: a Kubernetes group name uses letters, digits and -_.: only")]
     InvalidGroup(String),
 
-    #[error(
-        "EKS cluster {name} was not found in region {region}: check ClusterName, and deploy the \
-         stack in the cluster's region"
-    )]
-    ClusterNotFound { name: String, region: String },
-
-    #[error("EKS cluster {name} is {status}, not ACTIVE: wait until it is ACTIVE, then retry")]
-    ClusterNotActive { name: String, status: String },
+    #[error(transparent)]
+    Cluster(#[from] eks_cluster::ClusterError),
 
     #[error(
         "AccessMethod is access-entry, but EKS cluster {name} uses authentication mode \

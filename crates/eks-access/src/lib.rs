@@ -128,7 +128,7 @@ impl EksAccess {
         ctx.step(format!("describing EKS cluster {}", input.cluster_name));
         let cluster = match cluster::describe(&self.eks, &input.cluster_name).await {
             Ok(cluster) => cluster,
-            Err(AccessError::ClusterNotFound { .. }) => {
+            Err(AccessError::Cluster(eks_cluster::ClusterError::NotFound { .. })) => {
                 tracing::info!("the cluster is gone: nothing to unmap");
                 return Ok(());
             }
