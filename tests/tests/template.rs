@@ -1,0 +1,103 @@
+//! The template grants each function exactly the AWS actions its code calls (the crates'
+//! `IAM_ACTIONS`, which the whole-system tests check against every call the functions make).
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+fn template() -> Value {
+    let path = system_tests::workspace().join("templates/template.yaml");
+    let text = std::fs::read_to_string(path).expect("templates/template.yaml");
+    // CloudFormation's short tags (!Ref, !GetAtt …) are dropped; their arguments stay.
+    serde_saphyr::from_str(&text).expect("the template is YAML")
+}
+
+/// Every value of an `Action` key anywhere under `value`.
+fn actions(value: &Value, found: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("Action", Value::String(a)) => {
+                        found.insert(a.clone());
+                    }
+                    ("Action", Value::Array(list)) => {
+                        found.extend(list.iter().filter_map(Value::as_str).map(str::to_owned));
+                    }
+                    _ => actions(v, found),
+                }
+            }
+        }
+        Value::Array(list) => list.iter().for_each(|v| actions(v, found)),
+        _ => {}
+    }
+}
+
+/// The actions granted to `role` by its own policies and by policy resources attached to it,
+/// leaving out the trust policy and the log-writing policy every function has.
+fn granted(resources: &serde_json::Map<String, Value>, role: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let role_resource = &resources[role]["Properties"];
+    for policy in role_resource["Policies"].as_array().into_iter().flatten() {
+        if policy["PolicyName"] != "write-logs" {
+            actions(&policy["PolicyDocument"], &mut found);
+        }
+    }
+    for resource in resources.values() {
+        let kind = resource["Type"].as_str().unwrap_or_default();
+        let properties = &resource["Properties"];
+        if kind == "AWS::IAM::RolePolicy" && properties["RoleName"] == role {
+            actions(&properties["PolicyDocument"], &mut found);
+        }
+    }
+    found
+}
+
+#[test]
+fn each_function_role_grants_exactly_the_actions_its_code_calls() {
+    let template = template();
+    let resources = template["Resources"].as_object().expect("Resources");
+    let declared: [(&str, &[&str]); 4] = [
+        ("cluster-discovery", cluster_discovery::IAM_ACTIONS),
+        ("eks-access", eks_access::IAM_ACTIONS),
+        (
+            "security-group-ingress",
+            security_group_ingress::IAM_ACTIONS,
+        ),
+        ("hopsworks-cluster", hopsworks_cluster::IAM_ACTIONS),
+    ];
+    for (binary, calls) in declared {
+        let (name, function) = resources
+            .iter()
+            .find(|(_, r)| r["Metadata"]["BuildProperties"]["Binary"] == binary)
+            .unwrap_or_else(|| panic!("no function builds {binary}"));
+        let role = function["Properties"]["Role"]
+            .as_str()
+            .and_then(|r| r.strip_suffix(".Arn"))
+            .unwrap_or_else(|| panic!("{name} has no role of its own"));
+        let granted = granted(resources, role);
+        let wanted: BTreeSet<String> = calls.iter().map(|a| (*a).to_owned()).collect();
+        assert_eq!(
+            granted, wanted,
+            "{role} ({binary}): the template grants the left, the code calls the right"
+        );
+    }
+}
+
+#[test]
+fn every_function_is_arm64_on_provided_al2023_and_built_by_cargo_lambda() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    for (name, r) in template["Resources"].as_object().expect("Resources") {
+        if r["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let p = &r["Properties"];
+        let runtime = p.get("Runtime").unwrap_or(&globals["Runtime"]);
+        assert_eq!(runtime, "provided.al2023", "{name}");
+        assert_eq!(r["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+        assert!(
+            p.get("LoggingConfig").is_some() || globals.get("LoggingConfig").is_some(),
+            "{name} has no log group of its own"
+        );
+    }
+}
