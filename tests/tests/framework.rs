@@ -235,3 +235,27 @@ async fn event_that_is_not_a_custom_resource_request_is_a_function_error() {
     let outcome = function.invoke(&json!({"hello": "world"})).await;
     assert!(matches!(outcome, Outcome::Error(_)), "{outcome:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_api_kills_a_function_that_outlives_its_timeout_as_lambda_does() {
+    // Blocking code starves the framework's own timer: only the kill is left, the stack gets no
+    // answer, and the next invocation starts a new process. (Handlers must not block.)
+    let function = probe(Duration::from_secs(2));
+    let cfn = Player::new(&function, "Custom::Probe").await;
+    let request_id = system_tests::random_uuid();
+    let (url, _) = cfn.receiver.url_for(&request_id);
+    let event = json!({
+        "RequestType": "Create", "RequestId": request_id, "ResponseURL": url,
+        "StackId": system_tests::cloudformation::STACK_ID, "ResourceType": "Custom::Probe",
+        "LogicalResourceId": "Probe", "ResourceProperties": {"BlockSeconds": "10"}
+    });
+    assert_eq!(function.invoke(&event).await, Outcome::TimedOut);
+    assert!(cfn.receiver.puts_for(&request_id).is_empty());
+    let fine = json!({
+        "RequestType": "Create", "RequestId": request_id, "ResponseURL": url,
+        "StackId": system_tests::cloudformation::STACK_ID, "ResourceType": "Custom::Probe",
+        "LogicalResourceId": "Probe", "ResourceProperties": {}
+    });
+    assert!(function.invoke(&fine).await.is_success());
+    assert_eq!(function.cold_starts(), 2, "the killed process was reused");
+}

@@ -20,10 +20,11 @@ const USER_AGENT: &str = concat!("hopsworks-eks-stack/", env!("CARGO_PKG_VERSION
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "Hopsworks.ai refused the API key (HTTP 403): it has no access to hopsworks.ai{detail}; \
-         check the key in the secret, or create a new one in Hopsworks.ai (Settings → API keys)"
+        "Hopsworks.ai refused the API key{origin} (HTTP 403): it has no access to \
+         hopsworks.ai{detail}; check the key, or create a new one in Hopsworks.ai (Settings → API \
+         keys)"
     )]
-    Forbidden { detail: String },
+    Forbidden { origin: String, detail: String },
     #[error("Hopsworks.ai answered {code}: {message}")]
     Api { code: i64, message: String },
     #[error("Hopsworks.ai answered HTTP {status} with a body that is not JSON")]
@@ -76,6 +77,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     key: ApiKey,
+    /// Where the key came from, for a 403's message (e.g. the secret's ARN).
+    key_source: String,
     retry: Retry,
 }
 
@@ -99,8 +102,15 @@ impl Client {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
             key,
+            key_source: String::new(),
             retry,
         })
+    }
+
+    /// Name where the key came from in a 403's message ("from secret arn:…").
+    pub fn with_key_source(mut self, source: impl Into<String>) -> Self {
+        self.key_source = source.into();
+        self
     }
 
     /// Create a cluster; its id.
@@ -231,7 +241,12 @@ impl Client {
             } else {
                 format!(" ({})", truncate(&body, 200))
             };
-            return Attempt::Done(Err(Error::Forbidden { detail }));
+            let origin = if self.key_source.is_empty() {
+                String::new()
+            } else {
+                format!(" from {}", self.key_source)
+            };
+            return Attempt::Done(Err(Error::Forbidden { origin, detail }));
         }
         let envelope: Envelope = match serde_json::from_str(&text) {
             Ok(e) => e,

@@ -56,7 +56,9 @@ impl HopsworksCluster {
         let key = aws::api_key(&self.secrets, secret_arn)
             .await
             .map_err(Failure::new)?;
-        Client::new(&self.api_url, key, self.retry.clone()).map_err(Failure::from)
+        Client::new(&self.api_url, key, self.retry.clone())
+            .map(|c| c.with_key_source(format!("secret {secret_arn}")))
+            .map_err(Failure::from)
     }
 
     async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {

@@ -1,5 +1,6 @@
 //! A custom resource whose behaviour its properties choose, for the framework's whole-system tests:
-//! `Panic: "true"`, `SleepSeconds: "N"`, `FailWith: "reason"`, `DataBytes: "N"`, `PhysicalId`.
+//! `Panic: "true"`, `SleepSeconds: "N"`, `BlockSeconds: "N"` (blocks the thread: nothing but
+//! Lambda's kill ends it), `FailWith: "reason"`, `DataBytes: "N"`, `PhysicalId`.
 
 use custom_resource::{Context, CustomResource, Failure, Outcome, Progress, Request};
 use std::time::Duration;
@@ -14,6 +15,11 @@ impl Probe {
         if sleep > 0 {
             ctx.step(format!("sleeping {sleep} s"));
             tokio::time::sleep(Duration::from_secs(sleep)).await;
+        }
+        let block: u64 = p.int("BlockSeconds", 0, 0, 900)?;
+        if block > 0 {
+            ctx.step(format!("blocking the thread {block} s"));
+            std::thread::sleep(Duration::from_secs(block));
         }
         if p.bool("Panic", false)? {
             ctx.step("about to panic");
