@@ -60,7 +60,7 @@ fmt:
 test: setup lint lint-template
 	$(CARGO) test --workspace
 
-demo: setup
+demo: setup lint-venv
 	$(CARGO) run --quiet -p system-tests --bin demo
 
 clean:

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod kube;
 pub mod lambda;
 mod server;
+pub mod stack;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,173 +1,121 @@
-//! `make demo`: the stack's custom resources against the local bench, no AWS account needed.
+//! `make demo`: deploy `templates/template.yaml` against the local bench, no AWS account needed.
 //!
-//! Deploys what exists of the stack today (ClusterDiscovery, then EksAccess fed by its outputs),
-//! prints the outputs as a user reads them after `sam deploy`, shows that the Hopsworks role now
-//! reaches the cluster, then deletes the stack in reverse order and shows aws-auth as it was.
+//! The template is expanded by the real SAM translator, then created resource by resource in
+//! dependency order (custom resources run as the compiled functions through the Lambda Runtime API
+//! and answer over the ResponseURL; IAM and Logs resources are applied to moto). The outputs are
+//! printed, the Hopsworks role is shown reaching the cluster, and the stack is deleted in reverse
+//! order, after which aws-auth, the ingress rules, the policies and ECR are shown as they were.
 
-use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use serde_json::json;
 use system_tests::aws::AwsBench;
-use system_tests::cloudformation::{Answer, Player};
 use system_tests::control::Control;
+use system_tests::faults::FaultProxy;
 use system_tests::kube::KubeAs;
-use system_tests::{discovery_function, eks_access_function};
-
-const STACK: &str = "hopsworks-eks";
-
-fn event(status: &str, logical_id: &str, kind: &str, detail: &str) {
-    println!("{status:<20} {logical_id:<18} {kind:<26} {detail}");
-}
-
-fn report(answer: &Answer, action: &str, started: Instant, kind: &str) {
-    let took = format!("{:.2} s", started.elapsed().as_secs_f64());
-    if answer.is_success() {
-        event(
-            &format!("{action}_COMPLETE"),
-            &answer.logical_id,
-            kind,
-            &took,
-        );
-    } else {
-        event(
-            &format!("{action}_FAILED"),
-            &answer.logical_id,
-            kind,
-            &answer.reason,
-        );
-        std::process::exit(1);
-    }
-}
-
-async fn step(cfn: &Player<'_>, action: &str, logical: &str, id: &str, props: Value) -> Answer {
-    let kind = cfn.resource_type.clone();
-    event(&format!("{action}_IN_PROGRESS"), logical, &kind, "");
-    let started = Instant::now();
-    let answer = match action {
-        "CREATE" => cfn.create(logical, props).await,
-        _ => cfn.delete(logical, id, props).await,
-    };
-    report(&answer, action, started, &kind);
-    answer
-}
-
-fn outputs(title: &str, answer: &Answer, keys: &[&str]) {
-    println!("\n{title}");
-    println!("{:-<100}", "");
-    for key in keys {
-        println!("{key:<24} {}", answer.attr(key));
-    }
-}
+use system_tests::stack::{self, STACK_NAME, Stack};
 
 #[tokio::main]
 async fn main() {
     println!(
-        "Starting the local bench (moto plays AWS, a double plays the Kubernetes API; nothing leaves this machine)…"
+        "Starting the local bench: moto plays AWS, doubles play the Kubernetes API and Hopsworks.ai; nothing leaves this machine…"
     );
     let aws = AwsBench::start().await;
     let s = aws.seeded.clone();
+    let proxy = FaultProxy::start(aws.endpoint()).await;
     let control = Control::new(&s.control_endpoint);
+    stack::create_cross_account_role(&aws).await;
+    control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
     println!(
         "Account {} in {}: EKS cluster {} (authentication mode CONFIG_MAP), instance profile {}\n",
         s.account_id, s.region, s.cluster.name, s.hopsworks.instance_profile_name
     );
-    let aws_auth_before = control.aws_auth(&s.cluster.name).await;
-    let discovery = discovery_function(aws.endpoint(), Duration::from_secs(30));
-    let access = eks_access_function(&s, aws.endpoint(), Duration::from_secs(60));
-    let discovery_cfn = Player::new(&discovery, "Custom::ClusterDiscovery").await;
-    let access_cfn = Player::new(&access, "Custom::EksAccess").await;
+    let before = stack::observable_state(&aws, &control).await;
 
-    println!("Deploying stack {STACK}\n");
-    event(
-        "ResourceStatus",
-        "LogicalResourceId",
-        "ResourceType",
-        "Detail",
-    );
-    let discovery_props = json!({
-        "ClusterName": s.cluster.name,
-        "InstanceProfile": s.hopsworks.instance_profile_name,
-    });
-    let found = step(
-        &discovery_cfn,
-        "CREATE",
-        "ClusterDiscovery",
-        "",
-        discovery_props.clone(),
-    )
-    .await;
-    // As the template wires it: !GetAtt ClusterDiscovery.RoleArn, the Lambda's Kubernetes access
-    // through a role mapped as cluster admin (here: the cluster's creator).
-    let access_props = json!({
-        "ClusterName": found.attr("ClusterName"),
-        "RoleArn": found.attr("RoleArn"),
-        "KubernetesRoleArn": s.identities.creator.role_arn,
-    });
-    let mapped = step(&access_cfn, "CREATE", "EksAccess", "", access_props.clone()).await;
+    let template_path = system_tests::workspace().join("templates/template.yaml");
+    let template = match Stack::expand(&template_path).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let mut stack = match Stack::new(&aws, &proxy, template, stack::demo_parameters(&s)) {
+        Ok(stack) => stack,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    stack.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
 
-    outputs(
-        "Outputs",
-        &found,
-        &[
-            "VpcId",
-            "VpcCidr",
-            "SubnetIds",
-            "PublicSubnetIds",
-            "ClusterSecurityGroupId",
-            "AuthenticationMode",
-            "RoleArn",
-            "RoleArnWithoutPath",
-        ],
+    println!(
+        "Deploying stack {STACK_NAME} (templates/template.yaml, expanded by aws-sam-translator)\n"
     );
-    println!("{:<24} {}", "AccessMethod", mapped.attr("AccessMethod"));
-    println!("{:<24} {}", "AccessChange", mapped.attr("Change"));
-    println!("{:-<100}", "");
+    if let Err(reason) = stack.create().await {
+        eprintln!("\nstack {STACK_NAME} failed and was rolled back: {reason}");
+        std::process::exit(1);
+    }
+    println!("\nOutputs");
+    println!("{:-<110}", "");
+    for (key, value) in stack.outputs().unwrap_or_default() {
+        println!("{key:<28} {value}");
+    }
+    println!("{:-<110}", "");
 
     let hopsworks = KubeAs::new(&s, &s.cluster.name, &s.identities.hopsworks);
     match hopsworks.whoami().await {
         Ok((user, groups)) => println!(
             "\nThe Hopsworks role reaches the cluster: Kubernetes sees it as {user:?} in {groups:?}"
         ),
-        Err(status) => {
-            println!("\nThe Hopsworks role does not reach the cluster (HTTP {status})");
-            std::process::exit(1);
-        }
+        Err(status) => println!("\nThe Hopsworks role does not reach the cluster (HTTP {status})"),
     }
 
-    println!("\nDeleting stack {STACK}\n");
-    step(
-        &access_cfn,
-        "DELETE",
-        "EksAccess",
-        &mapped.physical_id,
-        access_props,
-    )
-    .await;
-    step(
-        &discovery_cfn,
-        "DELETE",
-        "ClusterDiscovery",
-        &found.physical_id,
-        discovery_props,
-    )
-    .await;
-    let aws_auth_after = control.aws_auth(&s.cluster.name).await;
-    let same = aws_auth_after["data"] == aws_auth_before["data"];
-    println!(
-        "\naws-auth after delete: {}",
-        if same {
-            "byte for byte as before the stack"
+    println!("\nDeleting stack {STACK_NAME}\n");
+    if let Err(reason) = stack.delete().await {
+        eprintln!("\nstack {STACK_NAME} could not be deleted: {reason}");
+        std::process::exit(1);
+    }
+    let after = stack::observable_state(&aws, &control).await;
+    println!();
+    for (what, label) in [
+        ("aws_auth", "aws-auth"),
+        ("ingress", "ingress rules of the cluster security group"),
+        (
+            "role_policies",
+            "inline policies of the Hopsworks instance-profile role",
+        ),
+        (
+            "cross_account_policies",
+            "inline policies of the Hopsworks.ai cross-account role",
+        ),
+        ("ecr", "ECR repositories"),
+    ] {
+        let (b, a) = if what == "aws_auth" {
+            (&before["aws_auth"], &after["aws_auth"])
         } else {
-            "CHANGED"
-        }
-    );
+            (&before["aws"][what], &after["aws"][what])
+        };
+        println!(
+            "{label:<56} {}",
+            if a == b {
+                "as before the stack"
+            } else {
+                "CHANGED"
+            }
+        );
+    }
+    let clusters = control.hopsworks_clusters().await;
     println!(
-        "The Hopsworks role after delete: {}",
-        match hopsworks.whoami().await {
-            Err(401) => "no longer reaches the cluster (401)".to_owned(),
-            other => format!("{other:?}"),
+        "{:<56} {}",
+        "Hopsworks clusters",
+        if clusters.iter().all(|c| c["state"] == "terminated") {
+            "all terminated"
+        } else {
+            "STILL RUNNING"
         }
     );
-    if !same {
+    if before != after {
         std::process::exit(1);
     }
 }

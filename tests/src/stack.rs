@@ -1,0 +1,832 @@
+//! A small CloudFormation engine for the local bench: it deploys the real template, expanded by
+//! the real SAM translator, against moto and the bench's Lambda Runtime API.
+//!
+//! It resolves the intrinsic functions the template uses (Ref, GetAtt, Sub, Join, Select, Split,
+//! If, Equals, Not, And, Or, FindInMap, Condition) and fails loudly on any other; evaluates
+//! Conditions; creates resources in dependency order; runs each custom resource as its compiled
+//! function answering over the ResponseURL; applies IAM and Logs resources to moto; rolls a failed
+//! Create back; deletes in reverse order. Parameter constraints and `Rules` are not evaluated
+//! (cfn-lint checks the template; the demo's parameters are chosen to satisfy them).
+
+use crate::aws::AwsBench;
+use crate::cloudformation::{Answer, Player, STACK_ID};
+use crate::faults::FaultProxy;
+use crate::lambda::{FunctionConfig, LambdaFunction};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const STACK_NAME: &str = "hopsworks-eks";
+const NO_VALUE: &str = "\u{0}AWS::NoValue";
+
+/// What a resource became.
+#[derive(Debug, Clone)]
+struct Deployed {
+    kind: String,
+    physical_id: String,
+    attrs: Map<String, Value>,
+    /// The resolved properties it was created with (a custom resource's Delete sends them).
+    properties: Value,
+}
+
+/// One event line, as `sam deploy` prints them.
+pub fn event(status: &str, logical_id: &str, kind: &str, detail: &str) {
+    println!("{status:<22} {logical_id:<34} {kind:<28} {detail}");
+}
+
+pub struct Stack<'a> {
+    aws: &'a AwsBench,
+    proxy: &'a FaultProxy,
+    template: Value,
+    parameters: Map<String, Value>,
+    conditions: BTreeMap<String, bool>,
+    deployed: BTreeMap<String, Deployed>,
+    /// Creation order, for deleting in reverse.
+    order: Vec<String>,
+    functions: BTreeMap<String, Arc<LambdaFunction>>,
+    /// Environment every function gets on top of the template's (the bench's endpoints).
+    pub function_env: Vec<(String, String)>,
+}
+
+impl<'a> Stack<'a> {
+    /// Expand `template` (a SAM template file) with the real translator.
+    pub async fn expand(template: &std::path::Path) -> Result<Value, String> {
+        let python = crate::workspace().join(".venv/lint/bin/python");
+        let output = tokio::process::Command::new(&python)
+            .arg(crate::workspace().join("tests/bench/expand_template.py"))
+            .arg(template)
+            .output()
+            .await
+            .map_err(|e| format!("{}: {e} (run `make lint-venv`)", python.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "the SAM translator refused the template: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
+    }
+
+    pub fn new(
+        aws: &'a AwsBench,
+        proxy: &'a FaultProxy,
+        template: Value,
+        given: Map<String, Value>,
+    ) -> Result<Self, String> {
+        let mut parameters = Map::new();
+        for (name, spec) in template["Parameters"].as_object().into_iter().flatten() {
+            let value = given
+                .get(name)
+                .or_else(|| spec.get("Default"))
+                .cloned()
+                .ok_or_else(|| format!("parameter {name} has no value and no default"))?;
+            parameters.insert(name.clone(), value);
+        }
+        for name in given.keys() {
+            if !parameters.contains_key(name) {
+                return Err(format!("the template has no parameter {name}"));
+            }
+        }
+        let mut stack = Self {
+            aws,
+            proxy,
+            template,
+            parameters,
+            conditions: BTreeMap::new(),
+            deployed: BTreeMap::new(),
+            order: Vec::new(),
+            functions: BTreeMap::new(),
+            function_env: Vec::new(),
+        };
+        let conditions = stack.template["Conditions"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (name, _) in &conditions {
+            let value = stack.condition(name, &conditions)?;
+            stack.conditions.insert(name.clone(), value);
+        }
+        Ok(stack)
+    }
+
+    fn condition(&self, name: &str, all: &Map<String, Value>) -> Result<bool, String> {
+        if let Some(v) = self.conditions.get(name) {
+            return Ok(*v);
+        }
+        let expr = all
+            .get(name)
+            .ok_or_else(|| format!("no condition {name}"))?;
+        // Conditions may refer to each other: resolve with a view that evaluates on demand.
+        let value = self.resolve_with(expr, Some(all))?;
+        value
+            .as_bool()
+            .ok_or_else(|| format!("condition {name} is not a boolean: {value}"))
+    }
+
+    fn active(&self, resource: &Value) -> bool {
+        resource["Condition"]
+            .as_str()
+            .is_none_or(|c| self.conditions.get(c).copied().unwrap_or(false))
+    }
+
+    /// Resources in creation order: every resource after what it refers to.
+    fn creation_order(&self) -> Result<Vec<String>, String> {
+        let resources = self.template["Resources"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let active: BTreeSet<String> = resources
+            .iter()
+            .filter(|(_, r)| self.active(r))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for name in &active {
+            let r = &resources[name];
+            let mut found = BTreeSet::new();
+            references(&r["Properties"], &mut found);
+            match &r["DependsOn"] {
+                Value::String(d) => {
+                    found.insert(d.clone());
+                }
+                Value::Array(list) => {
+                    found.extend(list.iter().filter_map(|d| d.as_str().map(str::to_owned)))
+                }
+                _ => {}
+            }
+            found.retain(|d| active.contains(d));
+            deps.insert(name.clone(), found);
+        }
+        let mut order = Vec::new();
+        let mut done = BTreeSet::new();
+        while order.len() < active.len() {
+            let ready: Vec<String> = deps
+                .iter()
+                .filter(|(n, d)| !done.contains(*n) && d.iter().all(|x| done.contains(x)))
+                .map(|(n, _)| n.clone())
+                .collect();
+            if ready.is_empty() {
+                return Err("the template's resources depend on each other in a circle".to_owned());
+            }
+            for n in ready {
+                done.insert(n.clone());
+                order.push(n);
+            }
+        }
+        Ok(order)
+    }
+
+    /// Create every resource; on a failure, roll back what was made and return the failure.
+    pub async fn create(&mut self) -> Result<(), String> {
+        let order = self.creation_order()?;
+        for name in order {
+            let resource = self.template["Resources"][&name].clone();
+            let kind = resource["Type"].as_str().unwrap_or_default().to_owned();
+            event("CREATE_IN_PROGRESS", &name, &kind, "");
+            let started = Instant::now();
+            match self.create_one(&name, &resource).await {
+                Ok(()) => event(
+                    "CREATE_COMPLETE",
+                    &name,
+                    &kind,
+                    &format!("{:.2} s", started.elapsed().as_secs_f64()),
+                ),
+                Err(reason) => {
+                    event("CREATE_FAILED", &name, &kind, &reason);
+                    println!("\nRolling back stack {STACK_NAME}\n");
+                    self.delete().await?;
+                    return Err(reason);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_one(&mut self, name: &str, resource: &Value) -> Result<(), String> {
+        let kind = resource["Type"].as_str().unwrap_or_default().to_owned();
+        let properties = self.resolve(&resource["Properties"])?;
+        let deployed = match kind.as_str() {
+            "AWS::IAM::Role" => self.create_role(name, &properties).await?,
+            "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => self.put_policy(&properties).await?,
+            "AWS::Logs::LogGroup" => self.create_log_group(name, &properties).await?,
+            "AWS::Lambda::Function" => self.create_function(name, resource, &properties)?,
+            k if k.starts_with("Custom::") => {
+                let answer = self.custom(name, "Create", &properties, None).await?;
+                let deployed = Deployed {
+                    kind: kind.clone(),
+                    physical_id: answer.physical_id.clone(),
+                    attrs: answer.data.clone(),
+                    properties: properties.clone(),
+                };
+                if !answer.is_success() {
+                    // As CloudFormation does, the rollback sends this resource a Delete too,
+                    // with the id its FAILED answer gave.
+                    self.deployed.insert(name.to_owned(), deployed);
+                    self.order.push(name.to_owned());
+                    return Err(answer.reason);
+                }
+                deployed
+            }
+            other => return Err(format!("the bench cannot create resources of type {other}")),
+        };
+        self.deployed.insert(
+            name.to_owned(),
+            Deployed {
+                kind,
+                properties,
+                ..deployed
+            },
+        );
+        self.order.push(name.to_owned());
+        Ok(())
+    }
+
+    /// Delete in reverse creation order.
+    pub async fn delete(&mut self) -> Result<(), String> {
+        while let Some(name) = self.order.pop() {
+            let Some(d) = self.deployed.remove(&name) else {
+                continue;
+            };
+            event("DELETE_IN_PROGRESS", &name, &d.kind, "");
+            let started = Instant::now();
+            let result = match d.kind.as_str() {
+                "AWS::IAM::Role" => self.py(&format!("iam = client('iam')\nfor p in iam.list_role_policies(RoleName={id:?})['PolicyNames']:\n    iam.delete_role_policy(RoleName={id:?}, PolicyName=p)\niam.delete_role(RoleName={id:?})", id = d.physical_id)).await,
+                "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => self.delete_policy(&d.properties).await,
+                "AWS::Logs::LogGroup" => self.py(&format!("client('logs').delete_log_group(logGroupName={:?})", d.physical_id)).await,
+                "AWS::Lambda::Function" => {
+                    self.functions.remove(&name);
+                    Ok(())
+                }
+                _ => match self
+                    .custom(&name, "Delete", &d.properties, Some(&d.physical_id))
+                    .await
+                {
+                    Ok(answer) if answer.is_success() => Ok(()),
+                    Ok(answer) => Err(answer.reason),
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(()) => event(
+                    "DELETE_COMPLETE",
+                    &name,
+                    &d.kind,
+                    &format!("{:.2} s", started.elapsed().as_secs_f64()),
+                ),
+                Err(reason) => {
+                    event("DELETE_FAILED", &name, &d.kind, &reason);
+                    return Err(reason);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The template's Outputs that apply, resolved.
+    pub fn outputs(&self) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        for (name, spec) in self.template["Outputs"].as_object().into_iter().flatten() {
+            if !self.active(spec) {
+                continue;
+            }
+            let value = self.resolve(&spec["Value"])?;
+            out.push((
+                name.clone(),
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned),
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn physical_id(&self, name: &str) -> Option<&str> {
+        self.deployed.get(name).map(|d| d.physical_id.as_str())
+    }
+
+    async fn custom(
+        &self,
+        name: &str,
+        action: &str,
+        properties: &Value,
+        id: Option<&str>,
+    ) -> Result<Answer, String> {
+        let token = properties["ServiceToken"].as_str().unwrap_or_default();
+        let function = self
+            .functions
+            .values()
+            .find(|f| f.config().arn() == token)
+            .ok_or_else(|| format!("{name}: no function for ServiceToken {token}"))?;
+        let kind = self.template["Resources"][name]["Type"]
+            .as_str()
+            .unwrap_or_default();
+        let mut cfn = Player::new(function, kind).await;
+        cfn.answer_timeout = Duration::from_secs(900);
+        // CloudFormation sends every scalar property as a string.
+        let sent = stringify(properties);
+        match (action, id) {
+            ("Create", _) => Ok(cfn.create(name, sent).await),
+            (_, Some(id)) => Ok(cfn.delete(name, id, sent).await),
+            _ => Err("internal: Delete without an id".to_owned()),
+        }
+    }
+
+    fn create_function(
+        &mut self,
+        name: &str,
+        resource: &Value,
+        p: &Value,
+    ) -> Result<Deployed, String> {
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .ok_or_else(|| format!("{name}: Metadata.BuildProperties.Binary names no binary"))?;
+        let function_name = p["FunctionName"].as_str().map_or_else(
+            || format!("{STACK_NAME}-{name}-{}", crate::random_hex(8)),
+            str::to_owned,
+        );
+        let mut config = FunctionConfig::new(&function_name, crate::function_binary(binary));
+        config.timeout = Duration::from_secs(p["Timeout"].as_u64().unwrap_or(3));
+        config.memory_mb = p["MemorySize"].as_u64().unwrap_or(128) as u32;
+        config.region = self.aws.seeded.region.clone();
+        config.account_id = self.aws.seeded.account_id.clone();
+        for (k, v) in p["Environment"]["Variables"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            config
+                .env
+                .push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+        }
+        config.env.extend(self.function_env.iter().cloned());
+        let arn = config.arn();
+        let function = Arc::new(LambdaFunction::new(config));
+        self.proxy.register_function(function.clone());
+        self.functions.insert(name.to_owned(), function);
+        Ok(Deployed {
+            kind: String::new(),
+            physical_id: function_name,
+            attrs: Map::from_iter([("Arn".to_owned(), json!(arn))]),
+            properties: Value::Null,
+        })
+    }
+
+    async fn create_role(&self, name: &str, p: &Value) -> Result<Deployed, String> {
+        let role = p["RoleName"].as_str().map_or_else(
+            || format!("{STACK_NAME}-{name}-{}", crate::random_hex(8)),
+            str::to_owned,
+        );
+        let mut script = format!(
+            "iam = client('iam')\nr = iam.create_role(RoleName={role:?}, Path={path:?}, AssumeRolePolicyDocument={doc:?})['Role']\n",
+            path = p["Path"].as_str().unwrap_or("/"),
+            doc = p["AssumeRolePolicyDocument"].to_string()
+        );
+        for policy in p["Policies"].as_array().into_iter().flatten() {
+            script.push_str(&format!(
+                "iam.put_role_policy(RoleName={role:?}, PolicyName={:?}, PolicyDocument={:?})\n",
+                policy["PolicyName"].as_str().unwrap_or_default(),
+                policy["PolicyDocument"].to_string()
+            ));
+        }
+        script.push_str("print(json.dumps({'Arn': r['Arn'], 'RoleId': r['RoleId']}))");
+        let attrs = self.aws.query(&with_client(&script)).await;
+        Ok(Deployed {
+            kind: String::new(),
+            physical_id: role,
+            attrs: attrs.as_object().cloned().unwrap_or_default(),
+            properties: Value::Null,
+        })
+    }
+
+    async fn put_policy(&self, p: &Value) -> Result<Deployed, String> {
+        let policy = p["PolicyName"].as_str().unwrap_or_default();
+        let document = p["PolicyDocument"].to_string();
+        let mut script = "iam = client('iam')\n".to_owned();
+        let roles: Vec<&str> = match &p["RoleName"] {
+            Value::String(r) => vec![r.as_str()],
+            _ => p["Roles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect(),
+        };
+        for role in roles {
+            script.push_str(&format!("iam.put_role_policy(RoleName={role:?}, PolicyName={policy:?}, PolicyDocument={document:?})\n"));
+        }
+        for user in p["Users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            script.push_str(&format!("iam.put_user_policy(UserName={user:?}, PolicyName={policy:?}, PolicyDocument={document:?})\n"));
+        }
+        self.py(&script).await?;
+        Ok(Deployed {
+            kind: String::new(),
+            physical_id: policy.to_owned(),
+            attrs: Map::new(),
+            properties: Value::Null,
+        })
+    }
+
+    async fn delete_policy(&self, p: &Value) -> Result<(), String> {
+        let policy = p["PolicyName"].as_str().unwrap_or_default();
+        let mut script = "iam = client('iam')\n".to_owned();
+        let roles: Vec<&str> = match &p["RoleName"] {
+            Value::String(r) => vec![r.as_str()],
+            _ => p["Roles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect(),
+        };
+        for role in roles {
+            script.push_str(&format!(
+                "iam.delete_role_policy(RoleName={role:?}, PolicyName={policy:?})\n"
+            ));
+        }
+        for user in p["Users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            script.push_str(&format!(
+                "iam.delete_user_policy(UserName={user:?}, PolicyName={policy:?})\n"
+            ));
+        }
+        self.py(&script).await
+    }
+
+    async fn create_log_group(&self, name: &str, p: &Value) -> Result<Deployed, String> {
+        let group = p["LogGroupName"].as_str().map_or_else(
+            || format!("{STACK_NAME}-{name}-{}", crate::random_hex(8)),
+            str::to_owned,
+        );
+        let retention = p["RetentionInDays"].as_u64().unwrap_or(30);
+        self.py(&format!(
+            "logs = client('logs')\nlogs.create_log_group(logGroupName={group:?})\nlogs.put_retention_policy(logGroupName={group:?}, retentionInDays={retention})"
+        ))
+        .await?;
+        let arn = format!(
+            "arn:aws:logs:{}:{}:log-group:{group}:*",
+            self.aws.seeded.region, self.aws.seeded.account_id
+        );
+        Ok(Deployed {
+            kind: String::new(),
+            physical_id: group,
+            attrs: Map::from_iter([("Arn".to_owned(), json!(arn))]),
+            properties: Value::Null,
+        })
+    }
+
+    async fn py(&self, script: &str) -> Result<(), String> {
+        let script = format!("{}\nprint('true')", with_client(script));
+        self.aws.query(&script).await;
+        Ok(())
+    }
+
+    fn resolve(&self, value: &Value) -> Result<Value, String> {
+        self.resolve_with(value, None)
+    }
+
+    fn pseudo(&self, name: &str) -> Option<Value> {
+        let s = &self.aws.seeded;
+        Some(json!(match name {
+            "AWS::Region" => s.region.clone(),
+            "AWS::AccountId" => s.account_id.clone(),
+            "AWS::Partition" => "aws".to_owned(),
+            "AWS::StackName" => STACK_NAME.to_owned(),
+            "AWS::StackId" => STACK_ID.to_owned(),
+            "AWS::URLSuffix" => "amazonaws.com".to_owned(),
+            "AWS::NoValue" => NO_VALUE.to_owned(),
+            _ => return None,
+        }))
+    }
+
+    fn reference(&self, name: &str) -> Result<Value, String> {
+        if let Some(v) = self
+            .pseudo(name)
+            .or_else(|| self.parameters.get(name).cloned())
+        {
+            return Ok(v);
+        }
+        self.deployed
+            .get(name)
+            .map(|d| json!(d.physical_id))
+            .ok_or_else(|| format!("Ref {name}: no such parameter or created resource"))
+    }
+
+    fn attribute(&self, name: &str, attr: &str) -> Result<Value, String> {
+        self.deployed
+            .get(name)
+            .and_then(|d| d.attrs.get(attr).cloned())
+            .ok_or_else(|| format!("Fn::GetAtt {name}.{attr}: no such attribute"))
+    }
+
+    fn resolve_with(
+        &self,
+        value: &Value,
+        conditions: Option<&Map<String, Value>>,
+    ) -> Result<Value, String> {
+        let r = |v: &Value| self.resolve_with(v, conditions);
+        let text = |v: &Value| -> Result<String, String> {
+            let v = r(v)?;
+            v.as_str()
+                .map(str::to_owned)
+                .or_else(|| (!v.is_object() && !v.is_array()).then(|| v.to_string()))
+                .ok_or_else(|| format!("expected a string, got {v}"))
+        };
+        match value {
+            Value::Array(items) => Ok(Value::Array(
+                items
+                    .iter()
+                    .map(r)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .filter(|v| v != NO_VALUE)
+                    .collect(),
+            )),
+            Value::Object(map) if map.len() == 1 => {
+                let Some((key, arg)) = map.iter().next() else {
+                    unreachable!("a map of one entry")
+                };
+                match key.as_str() {
+                    "Ref" => self.reference(arg.as_str().unwrap_or_default()),
+                    "Fn::GetAtt" => {
+                        let (res, attr) = match arg {
+                            Value::Array(a) => (text(&a[0])?, text(&a[1])?),
+                            Value::String(s) => s
+                                .split_once('.')
+                                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                                .unwrap_or_default(),
+                            _ => return Err(format!("bad Fn::GetAtt {arg}")),
+                        };
+                        self.attribute(&res, &attr)
+                    }
+                    "Fn::Sub" => {
+                        let (template, vars) = match arg {
+                            Value::String(s) => (s.clone(), Map::new()),
+                            Value::Array(a) => (
+                                text(&a[0])?,
+                                a.get(1)
+                                    .and_then(Value::as_object)
+                                    .cloned()
+                                    .unwrap_or_default(),
+                            ),
+                            _ => return Err(format!("bad Fn::Sub {arg}")),
+                        };
+                        self.substitute(&template, &vars, conditions)
+                            .map(Value::String)
+                    }
+                    "Fn::Join" => {
+                        let delimiter = text(&arg[0])?;
+                        let items = r(&arg[1])?;
+                        let parts: Vec<String> = items
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                            .collect();
+                        Ok(json!(parts.join(&delimiter)))
+                    }
+                    "Fn::Select" => {
+                        let index: usize = text(&arg[0])?
+                            .parse()
+                            .map_err(|_| format!("bad index in {arg}"))?;
+                        let list = r(&arg[1])?;
+                        list.get(index)
+                            .cloned()
+                            .ok_or_else(|| format!("Fn::Select {index} out of {list}"))
+                    }
+                    "Fn::Split" => {
+                        let delimiter = text(&arg[0])?;
+                        let source = text(&arg[1])?;
+                        Ok(json!(source.split(delimiter.as_str()).collect::<Vec<_>>()))
+                    }
+                    "Fn::If" => {
+                        let name = text(&arg[0])?;
+                        let chosen = self.condition_value(&name, conditions)?;
+                        r(&arg[if chosen { 1 } else { 2 }])
+                    }
+                    "Fn::Equals" => Ok(json!(r(&arg[0])? == r(&arg[1])?)),
+                    "Fn::Not" => Ok(json!(!r(&arg[0])?.as_bool().unwrap_or(false))),
+                    "Fn::And" | "Fn::Or" => {
+                        let values: Vec<bool> = arg
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|v| r(v).map(|b| b.as_bool().unwrap_or(false)))
+                            .collect::<Result<_, _>>()?;
+                        Ok(json!(if key == "Fn::And" {
+                            values.iter().all(|b| *b)
+                        } else {
+                            values.iter().any(|b| *b)
+                        }))
+                    }
+                    "Condition" => self
+                        .condition_value(arg.as_str().unwrap_or_default(), conditions)
+                        .map(Value::Bool),
+                    "Fn::FindInMap" => {
+                        let (m, a, b) = (text(&arg[0])?, text(&arg[1])?, text(&arg[2])?);
+                        self.template["Mappings"][&m][&a]
+                            .get(&b)
+                            .cloned()
+                            .ok_or_else(|| format!("Fn::FindInMap {m}.{a}.{b}: not found"))
+                    }
+                    k if k.starts_with("Fn::") => {
+                        Err(format!("the bench's engine does not know {k}"))
+                    }
+                    _ => self.resolve_map(map, conditions),
+                }
+            }
+            Value::Object(map) => self.resolve_map(map, conditions),
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn resolve_map(
+        &self,
+        map: &Map<String, Value>,
+        conditions: Option<&Map<String, Value>>,
+    ) -> Result<Value, String> {
+        let mut out = Map::new();
+        for (k, v) in map {
+            let v = self.resolve_with(v, conditions)?;
+            if v != NO_VALUE {
+                out.insert(k.clone(), v);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn condition_value(
+        &self,
+        name: &str,
+        all: Option<&Map<String, Value>>,
+    ) -> Result<bool, String> {
+        match (self.conditions.get(name), all) {
+            (Some(v), _) => Ok(*v),
+            (None, Some(all)) => self.condition(name, all),
+            (None, None) => Err(format!("no condition {name}")),
+        }
+    }
+
+    fn substitute(
+        &self,
+        template: &str,
+        vars: &Map<String, Value>,
+        conditions: Option<&Map<String, Value>>,
+    ) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {template}"))?;
+            let name = &after[..end];
+            let value = if let Some(literal) = name.strip_prefix('!') {
+                json!(format!("${{{literal}}}"))
+            } else if let Some(v) = vars.get(name) {
+                self.resolve_with(v, conditions)?
+            } else if let Some((res, attr)) = name.split_once('.') {
+                self.attribute(res, attr)?
+            } else {
+                self.reference(name)?
+            };
+            out.push_str(
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned)
+                    .as_str(),
+            );
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// The parameters `make demo` deploys with: the bench's cluster (CONFIG_MAP: Kubernetes calls as its
+/// creator), its instance profile, the Hopsworks.ai double, a 1 s poll.
+pub fn demo_parameters(s: &crate::aws::Seeded) -> Map<String, Value> {
+    [
+        ("EksClusterName", s.cluster.name.as_str()),
+        (
+            "HopsworksInstanceProfile",
+            s.hopsworks.instance_profile_name.as_str(),
+        ),
+        ("KubernetesRoleArn", s.identities.creator.role_arn.as_str()),
+        ("HopsworksPrincipalType", "role"),
+        ("HopsworksPrincipal", CROSS_ACCOUNT_ROLE),
+        ("CreateHopsworksCluster", "true"),
+        (
+            "HopsworksApiKeySecretArn",
+            s.hopsworks_ai.secret_arn.as_str(),
+        ),
+        ("HopsworksClusterName", "fs-demo"),
+        ("HopsworksBucketName", "hops-demo-bucket"),
+        ("HopsworksApiUrl", s.hopsworks_ai.api_url.as_str()),
+        ("HopsworksPollIntervalSeconds", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), json!(v)))
+    .collect()
+}
+
+/// The role the buyer connected to Hopsworks.ai (seed step 5 gives it ECR delete rights).
+pub const CROSS_ACCOUNT_ROLE: &str = "hopsworks-ai-cross-account";
+
+pub async fn create_cross_account_role(aws: &AwsBench) {
+    aws.query(&with_client(&format!(
+        r#"
+client("iam").create_role(RoleName="{CROSS_ACCOUNT_ROLE}", AssumeRolePolicyDocument=json.dumps({{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::822623301872:root"}}, "Action": "sts:AssumeRole"}}]}}))
+print("true")
+"#
+    )))
+    .await;
+}
+
+/// What the stack may change in the account, to compare before and after: aws-auth, the cluster
+/// security group's rules, the inline policies of the two roles the stack adds policies to, ECR.
+pub async fn observable_state(aws: &AwsBench, control: &crate::control::Control) -> Value {
+    let s = &aws.seeded;
+    let state = aws
+        .query(&with_client(&format!(
+            r#"
+rules = client("ec2").describe_security_group_rules(Filters=[{{"Name": "group-id", "Values": ["{sg}"]}}])["SecurityGroupRules"]
+print(json.dumps({{
+  "ingress": sorted([r["SecurityGroupRuleId"] for r in rules]),
+  "role_policies": sorted(client("iam").list_role_policies(RoleName="{role}")["PolicyNames"]),
+  "cross_account_policies": sorted(client("iam").list_role_policies(RoleName="{CROSS_ACCOUNT_ROLE}")["PolicyNames"]),
+  "ecr": sorted(r["repositoryName"] for r in client("ecr").describe_repositories()["repositories"]),
+}}))
+"#,
+            sg = s.cluster.cluster_security_group_id,
+            role = s.hopsworks.role_name
+        )))
+        .await;
+    json!({"aws": state, "aws_auth": control.aws_auth(&s.cluster.name).await["data"]})
+}
+
+/// Names a resource's properties refer to (Ref, GetAtt, Sub variables).
+fn references(value: &Value, found: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("Ref", Value::String(name)) => {
+                        found.insert(name.clone());
+                    }
+                    ("Fn::GetAtt", Value::Array(a)) => {
+                        if let Some(name) = a.first().and_then(Value::as_str) {
+                            found.insert(name.to_owned());
+                        }
+                    }
+                    ("Fn::GetAtt", Value::String(s)) => {
+                        found.insert(s.split('.').next().unwrap_or_default().to_owned());
+                    }
+                    ("Fn::Sub", sub) => {
+                        let text = sub
+                            .as_str()
+                            .or_else(|| sub.get(0).and_then(Value::as_str))
+                            .unwrap_or_default();
+                        for part in text.split("${").skip(1) {
+                            let name = part.split('}').next().unwrap_or_default();
+                            found.insert(name.split('.').next().unwrap_or_default().to_owned());
+                        }
+                        references(sub, found);
+                    }
+                    _ => references(v, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+        _ => {}
+    }
+}
+
+/// Every scalar as a string, as CloudFormation sends custom-resource properties.
+fn stringify(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), stringify(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(stringify).collect()),
+        Value::Bool(b) => json!(b.to_string()),
+        Value::Number(n) => json!(n.to_string()),
+        other => other.clone(),
+    }
+}
+
+fn with_client(script: &str) -> String {
+    format!(
+        "import boto3, json, os\ndef client(name):\n    return boto3.client(name, endpoint_url=os.environ['BENCH_ENDPOINT'])\n{script}"
+    )
+}
