@@ -61,7 +61,9 @@ test: setup lint lint-template
 	$(CARGO) test --workspace
 
 demo: setup lint-venv
-	$(CARGO) run --quiet -p system-tests --bin demo
+	@# The same targets as `make test` builds, so the two share one build (same feature resolution).
+	$(CARGO) build --quiet --workspace --bins --tests
+	$${CARGO_TARGET_DIR:-target}/debug/demo
 
 clean:
 	$(CARGO) clean

@@ -78,17 +78,31 @@ pub fn random_uuid() -> String {
     )
 }
 
-/// The `ClusterDiscovery` function as the stack deploys it, its AWS calls sent to `endpoint`.
-pub fn discovery_function(endpoint: &str, timeout: std::time::Duration) -> lambda::LambdaFunction {
-    let mut config = lambda::FunctionConfig::new(
-        "hopsworks-eks-ClusterDiscovery",
-        function_binary("cluster-discovery"),
-    );
+/// A function as the stack deploys it: `bin` under `name`, with `timeout` and `env` on top of
+/// Lambda's environment.
+fn function(
+    name: &str,
+    bin: &str,
+    timeout: std::time::Duration,
+    env: &[(&str, &str)],
+) -> lambda::LambdaFunction {
+    let mut config = lambda::FunctionConfig::new(name, function_binary(bin));
     config.timeout = timeout;
     config
         .env
-        .push(("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()));
+        .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     lambda::LambdaFunction::new(config)
+}
+
+/// The `ClusterDiscovery` function, its AWS calls sent to `endpoint`.
+pub fn discovery_function(endpoint: &str, timeout: std::time::Duration) -> lambda::LambdaFunction {
+    let env = [("AWS_ENDPOINT_URL", endpoint)];
+    function(
+        "hopsworks-eks-ClusterDiscovery",
+        "cluster-discovery",
+        timeout,
+        &env,
+    )
 }
 
 /// The `EksAccess` function, with the bench's function-role session as its execution role.
@@ -97,20 +111,14 @@ pub fn eks_access_function(
     endpoint: &str,
     timeout: std::time::Duration,
 ) -> lambda::LambdaFunction {
-    let mut config =
-        lambda::FunctionConfig::new("hopsworks-eks-EksAccess", function_binary("eks-access"));
-    config.timeout = timeout;
     let id = &seeded.identities.function;
-    config.env.extend(
-        [
-            ("AWS_ENDPOINT_URL", endpoint),
-            ("AWS_ACCESS_KEY_ID", &id.access_key_id),
-            ("AWS_SECRET_ACCESS_KEY", &id.secret_access_key),
-            ("AWS_SESSION_TOKEN", &id.session_token),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    lambda::LambdaFunction::new(config)
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", id.access_key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", id.secret_access_key.as_str()),
+        ("AWS_SESSION_TOKEN", id.session_token.as_str()),
+    ];
+    function("hopsworks-eks-EksAccess", "eks-access", timeout, &env)
 }
 
 /// The `HopsworksCluster` function, talking to the bench's Hopsworks.ai double; registered with
@@ -120,32 +128,27 @@ pub fn hopsworks_cluster_function(
     proxy: &faults::FaultProxy,
     timeout: std::time::Duration,
 ) -> std::sync::Arc<lambda::LambdaFunction> {
-    let mut config = lambda::FunctionConfig::new(
+    let env = [
+        ("AWS_ENDPOINT_URL", proxy.endpoint()),
+        ("HOPSWORKS_API_URL", seeded.hopsworks_ai.api_url.as_str()),
+    ];
+    let f = std::sync::Arc::new(function(
         "hopsworks-eks-HopsworksCluster",
-        function_binary("hopsworks-cluster"),
-    );
-    config.timeout = timeout;
-    config.env.extend(
-        [
-            ("AWS_ENDPOINT_URL", proxy.endpoint()),
-            ("HOPSWORKS_API_URL", seeded.hopsworks_ai.api_url.as_str()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    let function = std::sync::Arc::new(lambda::LambdaFunction::new(config));
-    proxy.register_function(function.clone());
-    function
+        "hopsworks-cluster",
+        timeout,
+        &env,
+    ));
+    proxy.register_function(f.clone());
+    f
 }
 
 /// The `SecurityGroupIngress` function, its AWS calls sent to `endpoint`.
 pub fn ingress_function(endpoint: &str, timeout: std::time::Duration) -> lambda::LambdaFunction {
-    let mut config = lambda::FunctionConfig::new(
+    let env = [("AWS_ENDPOINT_URL", endpoint)];
+    function(
         "hopsworks-eks-SecurityGroupIngress",
-        function_binary("security-group-ingress"),
-    );
-    config.timeout = timeout;
-    config
-        .env
-        .push(("AWS_ENDPOINT_URL".to_owned(), endpoint.to_owned()));
-    lambda::LambdaFunction::new(config)
+        "security-group-ingress",
+        timeout,
+        &env,
+    )
 }
