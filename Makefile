@@ -9,15 +9,20 @@ PYTHON := $(VENV)/bin/python
 # conflict with the bench's and with each other's (see tests/bench/requirements-lint.txt).
 LINT_VENV := $(VENV)/lint
 CHECKOV_VENV := $(VENV)/checkov
+# cargo-lambda and zig, for the release builds (`make release`, `make package`).
+PACKAGE_VENV := $(VENV)/package
 CARGO ?= cargo
 
-.PHONY: help setup debian venv lint-venv build lint lint-template fmt test demo clean
+.PHONY: help setup debian venv lint-venv build lint lint-template fmt test demo clean release package test-package
 
 help:
 	@echo "make demo   run the stack's custom resources against the local bench (moto, Lambda Runtime API, CloudFormation over HTTP)"
 	@echo "make test   install what is missing, then fmt --check, clippy -D warnings and every test"
 	@echo "make fmt    format the code"
 	@echo "make lint-template   cfn-lint, sam validate --lint and checkov on templates/template.yaml"
+	@echo "make release   the functions as Lambda bootstraps, release profile (target/lambda/<binary>/bootstrap; ARCH=arm64|x86_64)"
+	@echo "make package BUCKET=name [PREFIX=p] [REGION=r] [ARCH=a] [BUCKET_PER_REGION=1 REGIONS='r1 r2'] [PARAMS='Name=Value ...']"
+	@echo "               zips, dist/template.json, dist/launch-policy.json, upload commands, quick-create URL"
 
 # Everything a fresh machine needs: Debian packages (only where missing) and the Python venv.
 setup: venv
@@ -51,19 +56,47 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+$(PACKAGE_VENV)/.installed: scripts/requirements-package.txt
+	python3 -m venv $(PACKAGE_VENV)
+	$(PACKAGE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-package.txt
+	touch $@
+
 lint-template: lint-venv
 	LINT_VENV=$(LINT_VENV) CHECKOV_VENV=$(CHECKOV_VENV) bash scripts/lint-template.sh
 
 fmt:
 	$(CARGO) fmt --all
 
-test: setup lint lint-template
+test: setup lint lint-template test-package
 	$(CARGO) test --workspace
 
 demo: setup lint-venv
 	@# The same targets as `make test` builds, so the two share one build (same feature resolution).
 	$(CARGO) build --quiet --workspace --bins --tests
 	$${CARGO_TARGET_DIR:-target}/debug/demo
+
+# The release build alone (what benchmarks and `make package` use). ARCH: arm64, x86_64, or auto
+# (arm64 when its Rust target is installed).
+ARCH ?= auto
+release: $(PACKAGE_VENV)/.installed
+	PACKAGE_VENV=$(PACKAGE_VENV) ARCH=$(ARCH) bash scripts/release.sh
+
+# Lambda zips, the packaged template, the Marketplace launch policy and the quick-create URL, in
+# dist/; uploads nothing (scripts/package.py).
+REGION ?= us-east-1
+ifneq ($(filter package,$(MAKECMDGOALS)),)
+ifeq ($(BUCKET),)
+$(error make package: give the S3 bucket: make package BUCKET=<name> (before a 13-minute build))
+endif
+endif
+package: release $(LINT_VENV)/.installed
+	$(LINT_VENV)/bin/python scripts/package.py --bucket '$(BUCKET)' --region '$(REGION)' --arch '$(ARCH)' \
+	  $(if $(PREFIX),--prefix '$(PREFIX)') $(if $(BUCKET_PER_REGION),--bucket-per-region) \
+	  $(if $(REGIONS),--regions '$(REGIONS)') $(foreach p,$(PARAMS),--param '$(p)')
+
+# The packaging after the build, on fake bootstraps: seconds, no release build.
+test-package: $(LINT_VENV)/.installed
+	$(LINT_VENV)/bin/python -m unittest discover -s scripts -p test_package.py
 
 clean:
 	$(CARGO) clean
