@@ -323,7 +323,12 @@ async fn update_changes_only_what_can_change_in_place() {
     let mut replacing = in_place.clone();
     replacing["BucketName"] = json!("another-bucket");
     let refused = cfn
-        .update(LOGICAL, &created.physical_id, replacing, in_place)
+        .update(
+            LOGICAL,
+            &created.physical_id,
+            replacing.clone(),
+            in_place.clone(),
+        )
         .await;
     assert_eq!(refused.status, "FAILED");
     assert!(
@@ -332,4 +337,25 @@ async fn update_changes_only_what_can_change_in_place() {
         refused.reason
     );
     assert_eq!(refused.physical_id, created.physical_id);
+
+    // CloudFormation's rollback of that update: old and new swapped. The cluster already is what
+    // it asks for, so it succeeds (a refusal here would leave the stack UPDATE_ROLLBACK_FAILED).
+    let rolled_back = cfn
+        .update(LOGICAL, &created.physical_id, in_place.clone(), replacing)
+        .await;
+    assert!(rolled_back.is_success(), "{}", rolled_back.reason);
+    assert_eq!(rolled_back.physical_id, created.physical_id);
+    // A real change is still refused after it.
+    let mut other = in_place.clone();
+    other["WorkerCount"] = json!("3");
+    let refused = cfn
+        .update(LOGICAL, &created.physical_id, other, in_place)
+        .await;
+    assert!(
+        refused.reason.starts_with("WorkerCount cannot change"),
+        "{}",
+        refused.reason
+    );
+    let clusters = b.control.hopsworks_clusters().await;
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
 }

@@ -254,6 +254,23 @@ pub fn replacing_changes(old: &Properties, new: &Properties) -> Vec<String> {
         .collect()
 }
 
+/// A fingerprint of the properties that shape the cluster (all but the in-place ones), kept as a
+/// tag on the cluster this resource creates. An Update whose properties have the fingerprint of
+/// the cluster as it is (CloudFormation's rollback Update, after a refused change) changes nothing
+/// and may succeed. FNV-1a over the properties in key order: stable across builds and releases.
+pub fn settings_fingerprint(p: &Properties) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut keys: Vec<&String> = p.as_map().keys().collect();
+    keys.sort();
+    for key in keys.into_iter().filter(|k| !IN_PLACE.contains(&k.as_str())) {
+        let value = p.as_map()[key].to_string();
+        for byte in key.bytes().chain([0]).chain(value.bytes()).chain([0]) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +356,26 @@ mod tests {
         assert!(replacing_changes(&old, &props(v.clone())).is_empty());
         v["BucketName"] = json!("other-bucket");
         assert_eq!(replacing_changes(&old, &props(v)), ["BucketName"]);
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_replacing_properties_only() {
+        let old = settings_fingerprint(&props(base()));
+        assert_eq!(old.len(), 16);
+        let mut v = base();
+        v["PollIntervalSeconds"] = json!("10");
+        v["TimeoutMinutes"] = json!("20");
+        assert_eq!(settings_fingerprint(&props(v.clone())), old);
+        v["WorkerCount"] = json!("2");
+        assert_ne!(settings_fingerprint(&props(v.clone())), old);
+        // A value moved to another key is another fingerprint.
+        let mut w = base();
+        w["Tags"] = json!({"a": "bc"});
+        let mut x = base();
+        x["Tags"] = json!({"ab": "c"});
+        assert_ne!(
+            settings_fingerprint(&props(w)),
+            settings_fingerprint(&props(x))
+        );
     }
 }

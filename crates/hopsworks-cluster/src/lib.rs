@@ -9,7 +9,7 @@
 mod aws;
 mod input;
 
-pub use input::{IN_PLACE, Settings};
+pub use input::{IN_PLACE, Settings, settings_fingerprint};
 
 /// Every AWS action this resource calls: its role in the template grants exactly these.
 pub const IAM_ACTIONS: &[&str] = &[
@@ -27,6 +27,9 @@ use std::time::{Duration, SystemTime};
 /// Tag on clusters this resource creates: `<stack id>#<logical id>`, so a duplicate delivery of
 /// the same Create finds its cluster instead of making a second one.
 pub const OWNER_TAG: &str = "hopsworks-eks-stack";
+/// Tag on clusters this resource creates: [`settings_fingerprint`] of the properties it was
+/// created with, so an Update can tell a real change from CloudFormation's rollback to them.
+pub const SETTINGS_TAG: &str = "hopsworks-eks-stack-settings";
 /// Time kept back to hand on to a new invocation.
 const HAND_OVER: Duration = Duration::from_secs(3);
 
@@ -66,7 +69,11 @@ impl HopsworksCluster {
         let client = self.client(&settings.secret_arn, ctx).await?;
         let id = match ctx.state() {
             Some(state) => waiting_id(state)?,
-            None => self.start(&client, &settings, &owner(request), ctx).await?,
+            None => {
+                let fingerprint = settings_fingerprint(&request.properties);
+                self.start(&client, &settings, &owner(request), &fingerprint, ctx)
+                    .await?
+            }
         };
         self.wait_running(&client, &id, &settings, ctx)
             .await
@@ -79,6 +86,7 @@ impl HopsworksCluster {
         client: &Client,
         settings: &Settings,
         owner: &str,
+        fingerprint: &str,
         ctx: &Context,
     ) -> Result<String, Failure> {
         let wanted = &settings.cluster;
@@ -106,10 +114,12 @@ impl HopsworksCluster {
             )));
         }
         let mut cluster = wanted.clone();
-        cluster.tags.push(hopsworks_ai::model::Tag {
-            name: OWNER_TAG.to_owned(),
-            value: owner.to_owned(),
-        });
+        for (name, value) in [(OWNER_TAG, owner), (SETTINGS_TAG, fingerprint)] {
+            cluster.tags.push(hopsworks_ai::model::Tag {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            });
+        }
         ctx.step(format!("creating Hopsworks cluster {}", cluster.name));
         let id = client.create_cluster(&cluster).await?;
         tracing::info!(cluster_id = %id, "Hopsworks cluster requested");
@@ -222,7 +232,19 @@ impl HopsworksCluster {
         };
         let settings = Settings::parse(&request.properties, &self.region)?;
         let changed = input::replacing_changes(old_properties, &request.properties);
-        if !changed.is_empty() {
+        let client = self.client(&settings.secret_arn, ctx).await?;
+        ctx.step(format!("reading Hopsworks cluster {physical_id}"));
+        let Some(cluster) = client.get_cluster(physical_id).await? else {
+            return Err(Failure::new(format!(
+                "Hopsworks cluster {physical_id} no longer exists; delete this stack and create \
+                 it again"
+            )));
+        };
+        // CloudFormation rolls a failed update back with old and new swapped: properties that
+        // are the cluster's own (its fingerprint) change nothing, whatever the old ones said.
+        let as_created =
+            cluster.tag(SETTINGS_TAG) == Some(settings_fingerprint(&request.properties).as_str());
+        if !changed.is_empty() && !as_created {
             return Err(Failure::new(format!(
                 "{} cannot change on an existing Hopsworks cluster (only {} can); put the old \
                  value back, or delete this stack and create it again to get a new cluster",
@@ -230,15 +252,7 @@ impl HopsworksCluster {
                 IN_PLACE.join(", ")
             )));
         }
-        let client = self.client(&settings.secret_arn, ctx).await?;
-        ctx.step(format!("reading Hopsworks cluster {physical_id}"));
-        match client.get_cluster(physical_id).await? {
-            Some(cluster) => Ok(Progress::Done(outcome(&cluster))),
-            None => Err(Failure::new(format!(
-                "Hopsworks cluster {physical_id} no longer exists; delete this stack and create \
-                 it again"
-            ))),
-        }
+        Ok(Progress::Done(outcome(&cluster)))
     }
 }
 
