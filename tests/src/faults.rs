@@ -76,9 +76,11 @@ impl FaultProxy {
         &self.endpoint
     }
 
-    /// Serve Lambda `Invoke` for `function` (by name or ARN).
+    /// Serve Lambda `Invoke` for `function` (by name or ARN), in place of an earlier
+    /// configuration of the same function.
     pub fn register_function(&self, function: Arc<LambdaFunction>) {
         if let Ok(mut functions) = self.shared.functions.lock() {
+            functions.retain(|f| f.config().name != function.config().name);
             functions.push(function);
         }
     }

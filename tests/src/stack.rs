@@ -5,7 +5,9 @@
 //! If, Equals, Not, And, Or, FindInMap, Condition) and fails loudly on any other; evaluates
 //! Conditions; creates resources in dependency order; runs each custom resource as its compiled
 //! function answering over the ResponseURL; applies IAM and Logs resources to moto; rolls a failed
-//! Create back; deletes in reverse order. Parameter constraints and `Rules` are not evaluated
+//! Create back; updates to changed parameters (Update requests with the old properties,
+//! replacement, cleanup, and the update rollback with old and new swapped); deletes in reverse
+//! order. Parameter constraints and `Rules` are not evaluated
 //! (cfn-lint checks the template; the demo's parameters are chosen to satisfy them).
 
 use crate::aws::AwsBench;
@@ -28,6 +30,40 @@ struct Deployed {
     attrs: Map<String, Value>,
     /// The resolved properties it was created with (a custom resource's Delete sends them).
     properties: Value,
+}
+
+/// A resource as it was before an update changed it.
+#[derive(Debug, Clone)]
+struct Before {
+    name: String,
+    deployed: Deployed,
+}
+
+/// What an update did, to roll it back or finish it in the cleanup.
+#[derive(Debug)]
+enum Change {
+    Created(String),
+    /// `attempted`: the properties it was sent (applied, or half-applied by a failed update).
+    Updated { before: Before, attempted: Value },
+}
+
+/// A whole-number property: a JSON number, or a string of one (what a parameter gives, as
+/// CloudFormation passes parameters as strings); absent is None, anything else an error.
+fn number(resource: &str, properties: &Value, key: &str) -> Result<Option<u64>, String> {
+    let value = &properties[key];
+    let parsed = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| format!("{resource}: {key} is not a whole number: {value}"))
+}
+
+fn elapsed(started: Instant) -> String {
+    format!("{:.2} s", started.elapsed().as_secs_f64())
 }
 
 /// One event line, as `sam deploy` prints them.
@@ -210,9 +246,9 @@ impl<'a> Stack<'a> {
             "AWS::IAM::Role" => self.create_role(name, &properties).await?,
             "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => self.put_policy(&properties).await?,
             "AWS::Logs::LogGroup" => self.create_log_group(name, &properties).await?,
-            "AWS::Lambda::Function" => self.create_function(name, resource, &properties)?,
+            "AWS::Lambda::Function" => self.create_function(name, resource, &properties, None)?,
             k if k.starts_with("Custom::") => {
-                let answer = self.custom(name, "Create", &properties, None).await?;
+                let answer = self.custom(name, "Create", &properties, None, None).await?;
                 let deployed = Deployed {
                     kind: kind.clone(),
                     physical_id: answer.physical_id.clone(),
@@ -248,38 +284,309 @@ impl<'a> Stack<'a> {
             let Some(d) = self.deployed.remove(&name) else {
                 continue;
             };
-            event("DELETE_IN_PROGRESS", &name, &d.kind, "");
-            let started = Instant::now();
-            let result = match d.kind.as_str() {
-                "AWS::IAM::Role" => self.py(&format!("iam = client('iam')\nfor p in iam.list_role_policies(RoleName={id:?})['PolicyNames']:\n    iam.delete_role_policy(RoleName={id:?}, PolicyName=p)\niam.delete_role(RoleName={id:?})", id = d.physical_id)).await,
-                "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => self.delete_policy(&d.properties).await,
-                "AWS::Logs::LogGroup" => self.py(&format!("client('logs').delete_log_group(logGroupName={:?})", d.physical_id)).await,
-                "AWS::Lambda::Function" => {
-                    self.functions.remove(&name);
-                    Ok(())
-                }
-                _ => match self
-                    .custom(&name, "Delete", &d.properties, Some(&d.physical_id))
-                    .await
-                {
-                    Ok(answer) if answer.is_success() => Ok(()),
-                    Ok(answer) => Err(answer.reason),
-                    Err(e) => Err(e),
-                },
-            };
-            match result {
-                Ok(()) => event(
+            self.delete_resource(&name, &d).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_resource(&mut self, name: &str, d: &Deployed) -> Result<(), String> {
+        event("DELETE_IN_PROGRESS", name, &d.kind, "");
+        let started = Instant::now();
+        let result = match d.kind.as_str() {
+            "AWS::IAM::Role" => self.py(&format!("iam = client('iam')\nfor p in iam.list_role_policies(RoleName={id:?})['PolicyNames']:\n    iam.delete_role_policy(RoleName={id:?}, PolicyName=p)\niam.delete_role(RoleName={id:?})", id = d.physical_id)).await,
+            "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => self.delete_policy(&d.properties).await,
+            "AWS::Logs::LogGroup" => self.py(&format!("client('logs').delete_log_group(logGroupName={:?})", d.physical_id)).await,
+            "AWS::Lambda::Function" => {
+                self.functions.remove(name);
+                Ok(())
+            }
+            _ => match self
+                .custom(name, "Delete", &d.properties, Some(&d.physical_id), None)
+                .await
+            {
+                Ok(answer) if answer.is_success() => Ok(()),
+                Ok(answer) => Err(answer.reason),
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) => {
+                event(
                     "DELETE_COMPLETE",
-                    &name,
+                    name,
                     &d.kind,
                     &format!("{:.2} s", started.elapsed().as_secs_f64()),
-                ),
+                );
+                Ok(())
+            }
+            Err(reason) => {
+                event("DELETE_FAILED", name, &d.kind, &reason);
+                Err(reason)
+            }
+        }
+    }
+
+    /// Update the stack to `changes` (parameters not named keep their values, as `sam deploy`
+    /// does), as CloudFormation does: resources in dependency order, each compared with what it
+    /// was created with; new ones created, changed ones updated (a custom resource gets an Update
+    /// with its old properties; a new physical id means it was replaced), then the cleanup deletes
+    /// what was replaced or left the template. A failure rolls every change back: changed resources
+    /// get an Update back to their old properties (custom resources with old and new swapped, the
+    /// one that failed included), new ones are deleted.
+    pub async fn update(&mut self, changes: Map<String, Value>) -> Result<(), String> {
+        let before = (self.parameters.clone(), self.conditions.clone(), self.order.clone());
+        for (name, value) in changes {
+            if !self.parameters.contains_key(&name) {
+                return Err(format!("the template has no parameter {name}"));
+            }
+            self.parameters.insert(name, value);
+        }
+        self.conditions.clear();
+        let conditions = self.template["Conditions"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for name in conditions.keys() {
+            let value = self.condition(name, &conditions)?;
+            self.conditions.insert(name.clone(), value);
+        }
+        let order = self.creation_order()?;
+        let mut changed = Vec::new();
+        for name in &order {
+            if let Err(reason) = self.update_one(name, &mut changed).await {
+                println!("\nRolling back the update of stack {STACK_NAME}\n");
+                (self.parameters, self.conditions, self.order) = before;
+                self.roll_back(changed).await?;
+                return Err(reason);
+            }
+        }
+        println!("\nUPDATE_COMPLETE_CLEANUP_IN_PROGRESS stack {STACK_NAME}\n");
+        for change in changed.iter().rev() {
+            if let Change::Updated { before, .. } = change
+                && self.physical_id(&before.name) != Some(before.deployed.physical_id.as_str())
+            {
+                self.delete_resource(&before.name, &before.deployed).await?;
+            }
+        }
+        for name in before.2.iter().rev().filter(|n| !order.contains(n)) {
+            if let Some(d) = self.deployed.remove(name) {
+                self.delete_resource(name, &d).await?;
+            }
+        }
+        self.order = order
+            .into_iter()
+            .filter(|n| self.deployed.contains_key(n))
+            .collect();
+        Ok(())
+    }
+
+    /// Bring one resource to the template's current properties; record what was done in `changed`
+    /// before doing it, so that a failure midway is rolled back too.
+    async fn update_one(&mut self, name: &str, changed: &mut Vec<Change>) -> Result<(), String> {
+        let resource = self.template["Resources"][name].clone();
+        let kind = resource["Type"].as_str().unwrap_or_default().to_owned();
+        let properties = self.resolve(&resource["Properties"])?;
+        let Some(deployed) = self.deployed.get(name).cloned() else {
+            event("CREATE_IN_PROGRESS", name, &kind, "");
+            let started = Instant::now();
+            let created = self.create_one(name, &resource).await;
+            if self.deployed.contains_key(name) {
+                changed.push(Change::Created(name.to_owned()));
+            }
+            return match created {
+                Ok(()) => {
+                    event("CREATE_COMPLETE", name, &kind, &elapsed(started));
+                    Ok(())
+                }
                 Err(reason) => {
-                    event("DELETE_FAILED", &name, &d.kind, &reason);
-                    return Err(reason);
+                    event("CREATE_FAILED", name, &kind, &reason);
+                    Err(reason)
+                }
+            };
+        };
+        if deployed.properties == properties {
+            return Ok(());
+        }
+        event("UPDATE_IN_PROGRESS", name, &kind, "");
+        let started = Instant::now();
+        changed.push(Change::Updated {
+            before: Before {
+                name: name.to_owned(),
+                deployed: deployed.clone(),
+            },
+            attempted: properties.clone(),
+        });
+        match self
+            .update_resource(name, &resource, &deployed, &properties)
+            .await
+        {
+            Ok(after) => {
+                let detail = if after.physical_id == deployed.physical_id {
+                    elapsed(started)
+                } else {
+                    format!("{} (replaced {})", elapsed(started), deployed.physical_id)
+                };
+                self.deployed.insert(name.to_owned(), after);
+                event("UPDATE_COMPLETE", name, &kind, &detail);
+                Ok(())
+            }
+            Err(reason) => {
+                event("UPDATE_FAILED", name, &kind, &reason);
+                Err(reason)
+            }
+        }
+    }
+
+    /// Apply `new` properties to a resource that has `current`'s; what it is afterwards.
+    async fn update_resource(
+        &mut self,
+        name: &str,
+        resource: &Value,
+        current: &Deployed,
+        new: &Value,
+    ) -> Result<Deployed, String> {
+        let old = &current.properties;
+        let kept = |attrs: Map<String, Value>| Deployed {
+            kind: current.kind.clone(),
+            physical_id: current.physical_id.clone(),
+            attrs,
+            properties: new.clone(),
+        };
+        match current.kind.as_str() {
+            "AWS::IAM::Role" => {
+                if old["RoleName"] != new["RoleName"] || old["Path"] != new["Path"] {
+                    return Err(format!("{name}: the bench cannot replace a role"));
+                }
+                let role = &current.physical_id;
+                let mut script = format!(
+                    "iam = client('iam')\niam.update_assume_role_policy(RoleName={role:?}, PolicyDocument={:?})\n",
+                    new["AssumeRolePolicyDocument"].to_string()
+                );
+                let names = |p: &Value| -> BTreeSet<String> {
+                    p["Policies"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p["PolicyName"].as_str().map(str::to_owned))
+                        .collect()
+                };
+                for policy in new["Policies"].as_array().into_iter().flatten() {
+                    script.push_str(&format!(
+                        "iam.put_role_policy(RoleName={role:?}, PolicyName={:?}, PolicyDocument={:?})\n",
+                        policy["PolicyName"].as_str().unwrap_or_default(),
+                        policy["PolicyDocument"].to_string()
+                    ));
+                }
+                for gone in names(old).difference(&names(new)) {
+                    script.push_str(&format!(
+                        "iam.delete_role_policy(RoleName={role:?}, PolicyName={gone:?})\n"
+                    ));
+                }
+                self.py(&script).await?;
+                Ok(kept(current.attrs.clone()))
+            }
+            "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => {
+                let deployed = self.put_policy(new).await?;
+                let kept_pairs = policy_targets(new);
+                let stale: Vec<_> = policy_targets(old)
+                    .into_iter()
+                    .filter(|t| !kept_pairs.contains(t))
+                    .collect();
+                self.delete_policy_targets(&stale).await?;
+                Ok(Deployed {
+                    kind: current.kind.clone(),
+                    properties: new.clone(),
+                    ..deployed
+                })
+            }
+            "AWS::Logs::LogGroup" => {
+                if old["LogGroupName"] != new["LogGroupName"] {
+                    return Err(format!("{name}: the bench cannot replace a log group"));
+                }
+                self.py(&format!(
+                    "client('logs').put_retention_policy(logGroupName={:?}, retentionInDays={})",
+                    current.physical_id,
+                    number(name, new, "RetentionInDays")?.unwrap_or(30)
+                ))
+                .await?;
+                Ok(kept(current.attrs.clone()))
+            }
+            "AWS::Lambda::Function" => {
+                let deployed =
+                    self.create_function(name, resource, new, Some(&current.physical_id))?;
+                Ok(Deployed {
+                    kind: current.kind.clone(),
+                    properties: new.clone(),
+                    ..deployed
+                })
+            }
+            k if k.starts_with("Custom::") => {
+                let answer = self
+                    .custom(name, "Update", new, Some(&current.physical_id), Some(old))
+                    .await?;
+                if !answer.is_success() {
+                    return Err(answer.reason);
+                }
+                Ok(Deployed {
+                    kind: current.kind.clone(),
+                    physical_id: answer.physical_id,
+                    attrs: answer.data,
+                    properties: new.clone(),
+                })
+            }
+            other => Err(format!("the bench cannot update resources of type {other}")),
+        }
+    }
+
+    /// UPDATE_ROLLBACK: every changed resource back to what it was, in dependency order (a
+    /// replaced one by deleting its replacement), then the resources the update created deleted.
+    async fn roll_back(&mut self, changed: Vec<Change>) -> Result<(), String> {
+        let rollback_failed = |reason: String| format!("UPDATE_ROLLBACK_FAILED: {reason}");
+        for change in &changed {
+            let Change::Updated { before, attempted } = change else {
+                continue;
+            };
+            let name = before.name.as_str();
+            let Some(now) = self.deployed.get(name).cloned() else {
+                continue;
+            };
+            let kind = now.kind.clone();
+            if now.physical_id != before.deployed.physical_id {
+                // The replacement goes; the original was never touched.
+                self.delete_resource(name, &now).await.map_err(rollback_failed)?;
+                self.deployed.insert(name.to_owned(), before.deployed.clone());
+                continue;
+            }
+            event("UPDATE_IN_PROGRESS", name, &kind, "rollback");
+            let started = Instant::now();
+            let resource = self.template["Resources"][name].clone();
+            // What the resource was last sent: the failed one may have half-applied it.
+            let current = Deployed {
+                properties: attempted.clone(),
+                ..now
+            };
+            match self
+                .update_resource(name, &resource, &current, &before.deployed.properties)
+                .await
+            {
+                Ok(restored) => {
+                    event("UPDATE_COMPLETE", name, &kind, &elapsed(started));
+                    self.deployed.insert(name.to_owned(), restored);
+                }
+                Err(reason) => {
+                    event("UPDATE_FAILED", name, &kind, &reason);
+                    return Err(rollback_failed(reason));
                 }
             }
         }
+        for change in changed.iter().rev() {
+            if let Change::Created(name) = change
+                && let Some(d) = self.deployed.remove(name)
+            {
+                self.delete_resource(name, &d).await.map_err(rollback_failed)?;
+            }
+        }
+        println!("\nUPDATE_ROLLBACK_COMPLETE stack {STACK_NAME}\n");
         Ok(())
     }
 
@@ -311,6 +618,7 @@ impl<'a> Stack<'a> {
         action: &str,
         properties: &Value,
         id: Option<&str>,
+        old_properties: Option<&Value>,
     ) -> Result<Answer, String> {
         let token = properties["ServiceToken"].as_str().unwrap_or_default();
         let function = self
@@ -325,29 +633,33 @@ impl<'a> Stack<'a> {
         cfn.answer_timeout = Duration::from_secs(900);
         // CloudFormation sends every scalar property as a string.
         let sent = stringify(properties);
-        match (action, id) {
-            ("Create", _) => Ok(cfn.create(name, sent).await),
-            (_, Some(id)) => Ok(cfn.delete(name, id, sent).await),
-            _ => Err("internal: Delete without an id".to_owned()),
+        match (action, id, old_properties) {
+            ("Create", _, _) => Ok(cfn.create(name, sent).await),
+            ("Update", Some(id), Some(old)) => Ok(cfn.update(name, id, sent, stringify(old)).await),
+            ("Delete", Some(id), _) => Ok(cfn.delete(name, id, sent).await),
+            _ => Err(format!("internal: {action} without an id or old properties")),
         }
     }
 
+    /// Create the function, or (given the name it has) configure it anew, as UpdateFunctionConfiguration.
     fn create_function(
         &mut self,
         name: &str,
         resource: &Value,
         p: &Value,
+        existing: Option<&str>,
     ) -> Result<Deployed, String> {
         let binary = resource["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .ok_or_else(|| format!("{name}: Metadata.BuildProperties.Binary names no binary"))?;
-        let function_name = p["FunctionName"].as_str().map_or_else(
+        let function_name = existing.or(p["FunctionName"].as_str()).map_or_else(
             || format!("{STACK_NAME}-{name}-{}", crate::random_hex(8)),
             str::to_owned,
         );
         let mut config = FunctionConfig::new(&function_name, crate::function_binary(binary));
-        config.timeout = Duration::from_secs(p["Timeout"].as_u64().unwrap_or(3));
-        config.memory_mb = p["MemorySize"].as_u64().unwrap_or(128) as u32;
+        config.timeout = Duration::from_secs(number(name, p, "Timeout")?.unwrap_or(3));
+        config.memory_mb = u32::try_from(number(name, p, "MemorySize")?.unwrap_or(128))
+            .map_err(|_| format!("{name}: MemorySize out of range"))?;
         config.region = self.aws.seeded.region.clone();
         config.account_id = self.aws.seeded.account_id.clone();
         for (k, v) in p["Environment"]["Variables"]
@@ -400,63 +712,39 @@ impl<'a> Stack<'a> {
     }
 
     async fn put_policy(&self, p: &Value) -> Result<Deployed, String> {
-        let policy = p["PolicyName"].as_str().unwrap_or_default();
         let document = p["PolicyDocument"].to_string();
         let mut script = "iam = client('iam')\n".to_owned();
-        let roles: Vec<&str> = match &p["RoleName"] {
-            Value::String(r) => vec![r.as_str()],
-            _ => p["Roles"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect(),
-        };
-        for role in roles {
-            script.push_str(&format!("iam.put_role_policy(RoleName={role:?}, PolicyName={policy:?}, PolicyDocument={document:?})\n"));
-        }
-        for user in p["Users"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            script.push_str(&format!("iam.put_user_policy(UserName={user:?}, PolicyName={policy:?}, PolicyDocument={document:?})\n"));
+        for t in policy_targets(p) {
+            script.push_str(&format!(
+                "iam.put_{kind}_policy({kind_title}Name={principal:?}, PolicyName={policy:?}, PolicyDocument={document:?})\n",
+                kind = t.kind,
+                kind_title = if t.kind == "role" { "Role" } else { "User" },
+                principal = t.principal,
+                policy = t.policy,
+            ));
         }
         self.py(&script).await?;
         Ok(Deployed {
             kind: String::new(),
-            physical_id: policy.to_owned(),
+            physical_id: p["PolicyName"].as_str().unwrap_or_default().to_owned(),
             attrs: Map::new(),
             properties: Value::Null,
         })
     }
 
     async fn delete_policy(&self, p: &Value) -> Result<(), String> {
-        let policy = p["PolicyName"].as_str().unwrap_or_default();
+        self.delete_policy_targets(&policy_targets(p)).await
+    }
+
+    async fn delete_policy_targets(&self, targets: &[PolicyTarget]) -> Result<(), String> {
         let mut script = "iam = client('iam')\n".to_owned();
-        let roles: Vec<&str> = match &p["RoleName"] {
-            Value::String(r) => vec![r.as_str()],
-            _ => p["Roles"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect(),
-        };
-        for role in roles {
+        for t in targets {
             script.push_str(&format!(
-                "iam.delete_role_policy(RoleName={role:?}, PolicyName={policy:?})\n"
-            ));
-        }
-        for user in p["Users"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            script.push_str(&format!(
-                "iam.delete_user_policy(UserName={user:?}, PolicyName={policy:?})\n"
+                "iam.delete_{kind}_policy({kind_title}Name={principal:?}, PolicyName={policy:?})\n",
+                kind = t.kind,
+                kind_title = if t.kind == "role" { "Role" } else { "User" },
+                principal = t.principal,
+                policy = t.policy,
             ));
         }
         self.py(&script).await
@@ -467,7 +755,7 @@ impl<'a> Stack<'a> {
             || format!("{STACK_NAME}-{name}-{}", crate::random_hex(8)),
             str::to_owned,
         );
-        let retention = p["RetentionInDays"].as_u64().unwrap_or(30);
+        let retention = number(name, p, "RetentionInDays")?.unwrap_or(30);
         self.py(&format!(
             "logs = client('logs')\nlogs.create_log_group(logGroupName={group:?})\nlogs.put_retention_policy(logGroupName={group:?}, retentionInDays={retention})"
         ))
@@ -773,6 +1061,67 @@ print(json.dumps({{
         )))
         .await;
     json!({"aws": state, "aws_auth": control.aws_auth(&s.cluster.name).await["data"]})
+}
+
+/// One inline policy on one role or user, as an `AWS::IAM::RolePolicy` or `AWS::IAM::Policy` puts it.
+#[derive(Debug, Clone, PartialEq)]
+struct PolicyTarget {
+    kind: &'static str,
+    principal: String,
+    policy: String,
+}
+
+fn policy_targets(p: &Value) -> Vec<PolicyTarget> {
+    let policy = p["PolicyName"].as_str().unwrap_or_default().to_owned();
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    };
+    let roles = match &p["RoleName"] {
+        Value::String(r) => vec![r.clone()],
+        _ => names(&p["Roles"]),
+    };
+    let target = |kind, principal| PolicyTarget {
+        kind,
+        principal,
+        policy: policy.clone(),
+    };
+    roles
+        .into_iter()
+        .map(|r| target("role", r))
+        .chain(names(&p["Users"]).into_iter().map(|u| target("user", u)))
+        .collect()
+}
+
+/// The cluster security group's ingress rules as `port source`, sorted, to compare what they allow
+/// (rule ids change when a rule moves).
+pub async fn ingress_rules(aws: &AwsBench) -> Vec<String> {
+    let rules = aws
+        .query(&with_client(&format!(
+            r#"
+rules = client("ec2").describe_security_group_rules(Filters=[{{"Name": "group-id", "Values": ["{sg}"]}}])["SecurityGroupRules"]
+print(json.dumps(sorted(f"{{r.get('FromPort')}} {{r.get('CidrIpv4') or r.get('ReferencedGroupInfo', {{}}).get('GroupId')}}" for r in rules if not r["IsEgress"])))
+"#,
+            sg = aws.seeded.cluster.cluster_security_group_id
+        )))
+        .await;
+    serde_json::from_value(rules).unwrap_or_default()
+}
+
+/// Retention in days of each of the stack's log groups.
+pub async fn log_retention(aws: &AwsBench) -> BTreeMap<String, u64> {
+    let groups = aws
+        .query(&with_client(&format!(
+            r#"
+groups = client("logs").describe_log_groups(logGroupNamePrefix="{STACK_NAME}-")["logGroups"]
+print(json.dumps({{g["logGroupName"]: g.get("retentionInDays", 0) for g in groups}}))
+"#
+        )))
+        .await;
+    serde_json::from_value(groups).unwrap_or_default()
 }
 
 /// Names a resource's properties refer to (Ref, GetAtt, Sub variables).

@@ -100,3 +100,116 @@ async fn a_create_that_fails_midway_rolls_back_cleanly() {
         "{clusters:?}"
     );
 }
+
+fn changes(pairs: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect()
+}
+
+/// Another source for ports 80/443 than the VPC (the default), outside the VPC's CIDR.
+const OFFICE_CIDR: &str = "192.0.2.0/24";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_moves_the_ingress_keeps_the_hopsworks_cluster_and_delete_still_cleans_up() {
+    let aws = AwsBench::start().await;
+    let proxy = FaultProxy::start(aws.endpoint()).await;
+    let control = Control::new(&aws.seeded.control_endpoint);
+    stack::create_cross_account_role(&aws).await;
+    let before = stack::observable_state(&aws, &control).await;
+    let rules_before = stack::ingress_rules(&aws).await;
+    let s = aws.seeded.clone();
+    let mut deployed =
+        Stack::new(&aws, &proxy, template().await, stack::demo_parameters(&s)).expect("parameters");
+    deployed.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    deployed.create().await.expect("the stack is created");
+    let cluster_id = deployed.physical_id("HopsworksCluster").map(str::to_owned);
+    let from_vpc = stack::ingress_rules(&aws).await;
+    assert!(
+        from_vpc.contains(&format!("443 {}", s.cluster.vpc_cidr)),
+        "{from_vpc:?}"
+    );
+
+    deployed
+        .update(changes(&[
+            ("IngressSource", OFFICE_CIDR),
+            ("HopsworksPollIntervalSeconds", "2"),
+            ("LogRetentionDays", "90"),
+        ]))
+        .await
+        .expect("the stack is updated");
+
+    // The two rules moved from the VPC to the new source; every other rule is as it was.
+    let moved = stack::ingress_rules(&aws).await;
+    let mut expected = rules_before.clone();
+    expected.extend(["80", "443"].map(|p| format!("{p} {OFFICE_CIDR}")));
+    expected.sort();
+    assert_eq!(moved, expected);
+    // The Hopsworks cluster changed in place: same id, still the only one, still running.
+    assert_eq!(
+        deployed.physical_id("HopsworksCluster").map(str::to_owned),
+        cluster_id
+    );
+    let clusters = control.hopsworks_clusters().await;
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert_eq!(clusters[0]["state"], "running", "{clusters:?}");
+    let retention = stack::log_retention(&aws).await;
+    assert_eq!(retention.len(), 4, "{retention:?}");
+    assert!(retention.values().all(|d| *d == 90), "{retention:?}");
+    let outputs: std::collections::BTreeMap<String, String> =
+        deployed.outputs().expect("outputs").into_iter().collect();
+    assert_eq!(outputs["VpcId"], s.cluster.vpc_id);
+
+    deployed.delete().await.expect("the stack is deleted");
+    assert_eq!(stack::observable_state(&aws, &control).await, before);
+    assert_eq!(stack::ingress_rules(&aws).await, rules_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_fails_midway_rolls_back_to_the_stack_as_it_was() {
+    let aws = AwsBench::start().await;
+    let proxy = FaultProxy::start(aws.endpoint()).await;
+    let control = Control::new(&aws.seeded.control_endpoint);
+    stack::create_cross_account_role(&aws).await;
+    let before = stack::observable_state(&aws, &control).await;
+    let s = aws.seeded.clone();
+    let mut deployed =
+        Stack::new(&aws, &proxy, template().await, stack::demo_parameters(&s)).expect("parameters");
+    deployed.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    deployed.create().await.expect("the stack is created");
+    let rules = stack::ingress_rules(&aws).await;
+    let retention = stack::log_retention(&aws).await;
+    // The rules' ids change when they move back; everything else reads as before.
+    let outputs_but_rule_ids = |stack: &Stack| {
+        let mut outputs = stack.outputs().expect("outputs");
+        outputs.retain(|(k, _)| k != "IngressRuleIds");
+        outputs
+    };
+    let outputs = outputs_but_rule_ids(&deployed);
+
+    // The ingress and the log groups change first; then the Hopsworks cluster refuses a new
+    // worker count (that would be another cluster), and CloudFormation rolls everything back.
+    let reason = deployed
+        .update(changes(&[
+            ("IngressSource", OFFICE_CIDR),
+            ("LogRetentionDays", "90"),
+            ("HopsworksWorkerCount", "3"),
+        ]))
+        .await
+        .expect_err("the update fails");
+    assert!(
+        reason.starts_with("WorkerCount cannot change"),
+        "the update failed for another reason, or its rollback failed: {reason}"
+    );
+    assert_eq!(stack::ingress_rules(&aws).await, rules);
+    assert_eq!(stack::log_retention(&aws).await, retention);
+    assert_eq!(outputs_but_rule_ids(&deployed), outputs);
+    let clusters = control.hopsworks_clusters().await;
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert_eq!(clusters[0]["state"], "running", "{clusters:?}");
+
+    // The stack is whole again: its Delete leaves the account as it was.
+    deployed.delete().await.expect("the stack is deleted");
+    assert_eq!(stack::observable_state(&aws, &control).await, before);
+}

@@ -3,8 +3,9 @@
 //! The template is expanded by the real SAM translator, then created resource by resource in
 //! dependency order (custom resources run as the compiled functions through the Lambda Runtime API
 //! and answer over the ResponseURL; IAM and Logs resources are applied to moto). The outputs are
-//! printed, the Hopsworks role is shown reaching the cluster, and the stack is deleted in reverse
-//! order, after which aws-auth, the ingress rules, the policies and ECR are shown as they were.
+//! printed, the Hopsworks role is shown reaching the cluster, the stack is updated (ports 80/443
+//! from another source), and the stack is deleted in reverse order, after which aws-auth, the
+//! ingress rules, the policies and ECR are shown as they were.
 
 use serde_json::json;
 use system_tests::aws::AwsBench;
@@ -70,6 +71,20 @@ async fn main() {
         ),
         Err(status) => println!("\nThe Hopsworks role does not reach the cluster (HTTP {status})"),
     }
+
+    let office = "192.0.2.0/24";
+    println!(
+        "\nUpdating stack {STACK_NAME}: IngressSource {office} (ports 80/443 from an office network instead of the VPC)\n"
+    );
+    let changes = [("IngressSource".to_owned(), json!(office))].into_iter().collect();
+    if let Err(reason) = stack.update(changes).await {
+        eprintln!("\nthe update of stack {STACK_NAME} failed and was rolled back: {reason}");
+        std::process::exit(1);
+    }
+    println!(
+        "\nIngress rules of the cluster security group now: {}",
+        stack::ingress_rules(&aws).await.join(", ")
+    );
 
     println!("\nDeleting stack {STACK_NAME}\n");
     if let Err(reason) = stack.delete().await {
