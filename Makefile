@@ -20,9 +20,9 @@ help:
 	@echo "make test   install what is missing, then fmt --check, clippy -D warnings and every test"
 	@echo "make fmt    format the code"
 	@echo "make lint-template   cfn-lint, sam validate --lint and checkov on templates/template.yaml"
-	@echo "make release   the functions as Lambda bootstraps, release profile (target/lambda/<binary>/bootstrap; ARCH=arm64|x86_64)"
-	@echo "make package BUCKET=name [PREFIX=p] [REGION=r] [ARCH=a] [BUCKET_PER_REGION=1 REGIONS='r1 r2'] [PARAMS='Name=Value ...']"
-	@echo "               zips, dist/template.json, dist/launch-policy.json, upload commands, quick-create URL"
+	@echo "make release   the functions as Lambda bootstraps for this machine, release profile (target/lambda/<binary>/bootstrap; ARCH=arm64|x86_64: target/lambda-<arch>/)"
+	@echo "make package BUCKET=name [PREFIX=p] [REGION=r] [ARCH=arm64|x86_64] [BUCKET_PER_REGION=1 REGIONS='r1 r2'] [PARAMS='Name=Value ...']"
+	@echo "               release build (arm64 where it builds), zips, dist/template.json, dist/launch-policy.json, upload commands, quick-create URL"
 
 # Everything a fresh machine needs: Debian packages (only where missing) and the Python venv.
 setup: venv
@@ -75,11 +75,10 @@ demo: setup lint-venv
 	$(CARGO) build --quiet --workspace --bins --tests
 	$${CARGO_TARGET_DIR:-target}/debug/demo
 
-# The release build alone (what benchmarks and `make package` use). ARCH: arm64, x86_64, or auto
-# (arm64 when its Rust target is installed).
-ARCH ?= auto
+# The release build alone, for this machine by default (target/lambda/<binary>/bootstrap, what the
+# bench and the benchmarks run); ARCH=arm64 or x86_64 for another (target/lambda-<arch>/).
 release: $(PACKAGE_VENV)/.installed
-	PACKAGE_VENV=$(PACKAGE_VENV) ARCH=$(ARCH) bash scripts/release.sh
+	PACKAGE_VENV=$(PACKAGE_VENV) ARCH=$(or $(ARCH),host) bash scripts/release.sh
 
 # Lambda zips, the packaged template, the Marketplace launch policy and the quick-create URL, in
 # dist/; uploads nothing (scripts/package.py).
@@ -89,8 +88,13 @@ ifeq ($(BUCKET),)
 $(error make package: give the S3 bucket: make package BUCKET=<name> (before a 13-minute build))
 endif
 endif
-package: release $(LINT_VENV)/.installed
-	$(LINT_VENV)/bin/python scripts/package.py --bucket '$(BUCKET)' --region '$(REGION)' --arch '$(ARCH)' \
+# ARCH: arm64 when its Rust target is installed (what the template asks for), else x86_64.
+PACKAGE_ARCH = $(or $(ARCH),auto)
+package: $(PACKAGE_VENV)/.installed $(LINT_VENV)/.installed
+	PACKAGE_VENV=$(PACKAGE_VENV) ARCH=$(PACKAGE_ARCH) bash scripts/release.sh
+	$(LINT_VENV)/bin/python scripts/package.py --bucket '$(BUCKET)' --region '$(REGION)' \
+	  --bin-dir "$$(ARCH=$(PACKAGE_ARCH) bash scripts/release.sh --print-dir)" \
+	  $(if $(filter arm64 x86_64,$(ARCH)),--arch '$(ARCH)') \
 	  $(if $(PREFIX),--prefix '$(PREFIX)') $(if $(BUCKET_PER_REGION),--bucket-per-region) \
 	  $(if $(REGIONS),--regions '$(REGIONS)') $(foreach p,$(PARAMS),--param '$(p)')
 

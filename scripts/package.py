@@ -567,6 +567,10 @@ def package(args):
 
     expanded = expand(packaged, args.region)
     policy, types = launch_policy(expanded, location, args.stack_name, args.region)
+    # A managed policy holds at most 6,144 characters, whitespace not counted.
+    size = len(re.sub(r"\s", "", json.dumps(policy)))
+    if size > 6144:
+        raise PackageError(f"the launch policy has {size} characters; a managed policy holds 6,144")
     (out / "launch-policy.json").write_text(json.dumps(policy, indent=1) + "\n")
 
     template_url = location.https_url("template.json")

@@ -8,6 +8,7 @@ seconds and need no release build.
 import contextlib
 import io
 import json
+import os
 import stat
 import struct
 import subprocess
@@ -228,6 +229,32 @@ class PackageTest(unittest.TestCase):
             (not_elf / binary / "bootstrap").write_text("#!/bin/sh\n")
         with self.assertRaisesRegex(SystemExit, "is not a 64-bit little-endian ELF executable"):
             package.main(["--bucket", "b-b-b", "--bin-dir", str(not_elf), "--out", str(out)])
+
+
+class ReleaseDirTest(unittest.TestCase):
+    """scripts/release.sh puts this machine's architecture where the bench looks, the other beside."""
+
+    def print_dir(self, arch):
+        script = Path(package.__file__).parent / "release.sh"
+        env = {"PATH": "/usr/bin:/bin:" + str(Path.home() / ".cargo/bin"), "HOME": str(Path.home()),
+               "ARCH": arch, "CARGO_TARGET_DIR": "/t"}
+        return subprocess.run(["bash", str(script), "--print-dir"], capture_output=True, text=True, env=env)
+
+    def test_host_architecture_goes_to_cargo_lambdas_standard_place(self):
+        host = {"x86_64": "x86_64", "aarch64": "arm64"}[os.uname().machine]
+        other = {"x86_64": "arm64", "arm64": "x86_64"}[host]
+        self.assertEqual(self.print_dir("host").stdout, "/t/lambda\n")
+        self.assertEqual(self.print_dir(host).stdout, "/t/lambda\n")
+        result = self.print_dir(other)
+        if result.returncode == 0:  # arm64 from x86_64 needs its Rust target installed
+            self.assertEqual(result.stdout, f"/t/lambda-{other}\n")
+        else:
+            self.assertIn("rustup target add", result.stderr)
+
+    def test_an_unknown_architecture_is_refused(self):
+        result = self.print_dir("sparc")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("ARCH must be host, arm64, x86_64 or auto", result.stderr)
 
 
 if __name__ == "__main__":
