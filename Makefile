@@ -21,7 +21,7 @@ help:
 	@echo "make fmt    format the code"
 	@echo "make lint-template   cfn-lint, sam validate --lint and checkov on templates/template.yaml"
 	@echo "make release   the functions as Lambda bootstraps for this machine, release profile (target/lambda/<binary>/bootstrap; ARCH=arm64|x86_64: target/lambda-<arch>/)"
-	@echo "make package BUCKET=name [PREFIX=p] [REGION=r] [ARCH=arm64|x86_64] [BUCKET_PER_REGION=1 REGIONS='r1 r2'] [PARAMS='Name=Value ...']"
+	@echo "make package BUCKET=name [PREFIX=p] [REGION=r] [ARCH=arm64|x86_64] [BUCKET_PER_REGION=1 REGIONS='r1 r2'] [STACK_NAME=s] [PARAMS='Name=Value ...']"
 	@echo "               release build (arm64 where it builds), zips, dist/template.json, dist/launch-policy.json, upload commands, quick-create URL"
 
 # Everything a fresh machine needs: Debian packages (only where missing) and the Python venv.
@@ -96,7 +96,8 @@ package: $(PACKAGE_VENV)/.installed $(LINT_VENV)/.installed
 	  --bin-dir "$$(ARCH=$(PACKAGE_ARCH) bash scripts/release.sh --print-dir)" \
 	  $(if $(filter arm64 x86_64,$(ARCH)),--arch '$(ARCH)') \
 	  $(if $(PREFIX),--prefix '$(PREFIX)') $(if $(BUCKET_PER_REGION),--bucket-per-region) \
-	  $(if $(REGIONS),--regions '$(REGIONS)') $(foreach p,$(PARAMS),--param '$(p)')
+	  $(if $(REGIONS),--regions '$(REGIONS)') $(if $(STACK_NAME),--stack-name '$(STACK_NAME)') \
+	  $(foreach p,$(PARAMS),--param '$(p)')
 
 # The packaging after the build, on fake bootstraps: seconds, no release build.
 test-package: $(LINT_VENV)/.installed

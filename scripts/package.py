@@ -538,6 +538,8 @@ def package(args):
     out.mkdir(parents=True, exist_ok=True)
     for stale in list(out.glob("*.zip")) + list(out.glob("README-*.md")):
         stale.unlink()
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", args.stack_name):
+        raise PackageError(f"stack name {args.stack_name!r}: a letter, then up to 127 letters, digits and hyphens")
     template = load_template(args.template)
     prefix = args.prefix
     if prefix is None:  # a prefix per version, so a launched version's template stays as it was
@@ -615,7 +617,8 @@ def main(argv=None):
     parser.add_argument("--bucket-per-region", action="store_true", help="code from <bucket>-<region>")
     parser.add_argument("--regions", default="", help="regions to print upload commands for (--bucket-per-region)")
     parser.add_argument("--param", action="append", default=[], help="Name=Value for the quick-create page")
-    parser.add_argument("--stack-name", default=STACK_NAME)
+    parser.add_argument("--stack-name", default=STACK_NAME,
+                        help="the stack name of the quick-create link; the launch policy is scoped to it")
     parser.add_argument("--bin-dir", default=str(ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "lambda"))
     parser.add_argument("--template", default=str(TEMPLATE))
     parser.add_argument("--out", default=str(ROOT / "dist"))

@@ -217,6 +217,7 @@ class PackageTest(unittest.TestCase):
             (["--bucket", "Example.Bucket"], "bucket 'Example.Bucket': give an S3 bucket name"),
             (["--param", "EksClusterName=arn:aws:eks:x"], "EksClusterName='arn:aws:eks:x': 2 to 100 letters"),
             (["--param", "NoSuchParameter=1"], "the template has no such parameter"),
+            (["--stack-name", "9lives"], "stack name '9lives': a letter, then"),
             (["--bin-dir", str(out / "nothing")], "bootstrap is missing: run make release"),
         ]
         for extra, message in cases:
