@@ -13,19 +13,20 @@ CHECKOV_VENV := $(VENV)/checkov
 PACKAGE_VENV := $(VENV)/package
 CARGO ?= cargo
 
-.PHONY: help setup debian venv lint-venv build lint lint-template fmt test demo clean release package test-package
+.PHONY: help setup debian venv lint-venv build lint lint-template fmt test demo clean release package test-package bench bench-venv
 
 help:
 	@echo "make demo   run the stack's custom resources against the local bench (moto, Lambda Runtime API, CloudFormation over HTTP)"
 	@echo "make test   install what is missing, then fmt --check, clippy -D warnings and every test"
 	@echo "make fmt    format the code"
+	@echo "make bench  our functions against a Python baseline (start-up, memory, size, API calls, scale): bench/RESULTS.md"
 	@echo "make lint-template   cfn-lint, sam validate --lint and checkov on templates/template.yaml"
 	@echo "make release   the functions as Lambda bootstraps for this machine, release profile (target/lambda/<binary>/bootstrap; ARCH=arm64|x86_64: target/lambda-<arch>/)"
 	@echo "make package BUCKET=name [PREFIX=p] [REGION=r] [ARCH=arm64|x86_64] [BUCKET_PER_REGION=1 REGIONS='r1 r2'] [STACK_NAME=s] [PARAMS='Name=Value ...']"
 	@echo "               release build (arm64 where it builds), zips, dist/template.json, dist/launch-policy.json, upload commands, quick-create URL"
 
 # Everything a fresh machine needs: Debian packages (only where missing) and the Python venv.
-setup: venv
+setup: venv bench-venv
 
 debian:
 	@bash scripts/install-debian-packages.sh
@@ -102,6 +103,31 @@ package: $(PACKAGE_VENV)/.installed $(LINT_VENV)/.installed
 # The packaging after the build, on fake bootstraps: seconds, no release build.
 test-package: $(LINT_VENV)/.installed
 	$(LINT_VENV)/bin/python -m unittest discover -s scripts -p test_package.py
+
+# The benchmarks' Python baseline (bench/baseline/: crhelper + boto3 + kubernetes under awslambdaric):
+# one pip install of pinned versions. `make test` needs it too (the benchmarks' smoke pass).
+BASELINE_VENV := $(VENV)/baseline
+ITERATIONS ?= 10
+
+bench-venv: $(BASELINE_VENV)/.installed
+
+$(BASELINE_VENV)/.installed: bench/requirements.txt | debian
+	python3 -m venv $(BASELINE_VENV)
+	$(BASELINE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+# Our functions (release, `make release` for this machine) against the Python baseline, side by
+# side; writes bench/RESULTS.md. The harness itself is a debug build (it shares make test's build).
+bench: setup
+	$(MAKE) --no-print-directory release ARCH=host
+	$(CARGO) build --quiet --workspace --bins --tests
+	@target=$${CARGO_TARGET_DIR:-target}; mkdir -p $$target/bench/bin; \
+	for bootstrap in $$target/lambda/*/bootstrap; do \
+	  ln -sf "$$(realpath $$bootstrap)" "$$target/bench/bin/$$(basename $$(dirname $$bootstrap))"; \
+	done; \
+	echo "bench: $(ITERATIONS) runs per measurement (ITERATIONS=n to change)"; \
+	FUNCTION_BIN_DIR=$$target/bench/bin $$target/debug/bench --iterations $(ITERATIONS) \
+	  --binaries "release builds of make release (cargo lambda build --release, this machine's architecture)"
 
 clean:
 	$(CARGO) clean

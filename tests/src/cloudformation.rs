@@ -29,6 +29,8 @@ pub struct Put {
     pub body: Vec<u8>,
     /// What is wrong with it, as CloudFormation or S3 would see it (empty when valid).
     pub problems: Vec<String>,
+    /// When it arrived (the end of an invocation, as CloudFormation sees it).
+    pub received: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -130,6 +132,7 @@ async fn receive(
         Ok(r) => r,
         Err(e) => e.into_inner(),
     };
+    let received = std::time::Instant::now();
     let mut problems = Vec::new();
     let issued = receipts.issued.get(&request_id).cloned();
     let (signed, stack_id) = issued.unzip();
@@ -174,6 +177,7 @@ async fn receive(
         http_status: status.as_u16(),
         body: body.to_vec(),
         problems,
+        received,
     });
     notify.notify_waiters();
     status
@@ -234,6 +238,8 @@ pub struct Answer {
     pub invocations: Vec<Outcome>,
     /// The URL's signature: must never appear in a log line.
     pub signature: String,
+    /// When the accepted PUT arrived.
+    pub answered: std::time::Instant,
 }
 
 impl Answer {
@@ -395,6 +401,7 @@ impl<'a> Player<'a> {
             no_echo: doc["NoEcho"].as_bool().unwrap_or(false),
             invocations,
             signature,
+            answered: accepted.received,
         }
     }
 }

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -40,6 +40,8 @@ struct Shared {
     functions: Mutex<Vec<Arc<LambdaFunction>>>,
     /// `"METHOD /path body"` of every request seen, for counting API calls.
     seen: Mutex<Vec<String>>,
+    /// When each forwarded request was waiting for moto (the emulator's share of an invocation).
+    upstream: Mutex<Vec<(Instant, Instant)>>,
 }
 
 /// The proxy; its [`FaultProxy::endpoint`] goes into `AWS_ENDPOINT_URL`.
@@ -103,6 +105,29 @@ impl FaultProxy {
         if let Ok(mut seen) = self.shared.seen.lock() {
             seen.clear();
         }
+        if let Ok(mut upstream) = self.shared.upstream.lock() {
+            upstream.clear();
+        }
+    }
+
+    /// How long at least one request was waiting for moto since the last
+    /// [`FaultProxy::clear`] (concurrent requests overlap: the union of their waits).
+    pub fn upstream_time(&self) -> Duration {
+        let mut spans = self
+            .shared
+            .upstream
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default();
+        spans.sort();
+        let mut total = Duration::ZERO;
+        let mut covered: Option<Instant> = None;
+        for (start, end) in spans {
+            let from = covered.map_or(start, |c| c.max(start));
+            total += end.saturating_duration_since(from);
+            covered = Some(covered.map_or(end, |c| c.max(end)));
+        }
+        total
     }
 
     /// How many requests so far contained `needle`.
@@ -170,7 +195,16 @@ async fn forward(
             request = request.header(name, value);
         }
     }
-    match request.body(body).send().await {
+    let started = Instant::now();
+    let answer = forward_upstream(request.body(body)).await;
+    if let Ok(mut upstream) = up.shared.upstream.lock() {
+        upstream.push((started, Instant::now()));
+    }
+    answer
+}
+
+async fn forward_upstream(request: reqwest::RequestBuilder) -> Response {
+    match request.send().await {
         Ok(resp) => {
             let status = resp.status();
             let mut out = HeaderMap::new();

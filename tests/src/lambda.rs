@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// How one invocation ended, as the Lambda service sees it.
@@ -45,6 +45,8 @@ impl Outcome {
 pub struct FunctionConfig {
     pub name: String,
     pub binary: PathBuf,
+    /// Arguments to the binary (a Python baseline runs as `python -m awslambdaric module.handler`).
+    pub args: Vec<String>,
     pub timeout: Duration,
     pub memory_mb: u32,
     pub region: String,
@@ -58,6 +60,7 @@ impl FunctionConfig {
         Self {
             name: name.to_owned(),
             binary,
+            args: Vec::new(),
             timeout: Duration::from_secs(30),
             memory_mb: 128,
             region: "us-east-2".to_owned(),
@@ -84,10 +87,14 @@ struct Api {
     queue: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
     inflight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     function_arn: String,
+    /// When the process first polled `/next`: the end of its start-up (init).
+    first_poll: OnceLock<Instant>,
+    polled: Notify,
 }
 
 struct Process {
     child: Child,
+    spawned: Instant,
     queue: mpsc::Sender<Pending>,
     api: Arc<Api>,
     server: JoinHandle<()>,
@@ -97,6 +104,23 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.server.abort();
         let _ = self.child.start_kill();
+    }
+}
+
+/// The current process of a function, for the benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessInfo {
+    pub pid: Option<u32>,
+    /// Just before `exec`.
+    pub spawned: Instant,
+    /// Its first `/next` poll, once made.
+    pub first_poll: Option<Instant>,
+}
+
+impl ProcessInfo {
+    /// Exec to the first `/next` poll.
+    pub fn start_up(&self) -> Option<Duration> {
+        self.first_poll.map(|t| t.duration_since(self.spawned))
     }
 }
 
@@ -129,6 +153,37 @@ impl LambdaFunction {
 
     pub fn cold_starts(&self) -> u32 {
         self.cold_starts.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    /// The process kept warm, if one is alive.
+    pub async fn process(&self) -> Option<ProcessInfo> {
+        let slot = self.process.lock().await;
+        slot.as_ref().map(|p| ProcessInfo {
+            pid: p.child.id(),
+            spawned: p.spawned,
+            first_poll: p.api.first_poll.get().copied(),
+        })
+    }
+
+    /// Start a process (cold) without invoking it, and wait until it polls `/next` (or the
+    /// timeout passes): a start-up alone.
+    pub async fn start_cold(&self) -> Option<ProcessInfo> {
+        let mut slot = self.process.lock().await;
+        *slot = None;
+        let process = self.start().await;
+        let api = process.api.clone();
+        *slot = Some(process);
+        drop(slot);
+        let polled = api.polled.notified();
+        if api.first_poll.get().is_none() {
+            let _ = tokio::time::timeout(self.config.timeout, polled).await;
+        }
+        self.process().await
+    }
+
+    /// Stop the warm process: the next invocation starts cold.
+    pub async fn stop(&self) {
+        *self.process.lock().await = None;
     }
 
     /// One synchronous invocation.
@@ -197,6 +252,8 @@ impl LambdaFunction {
             queue: tokio::sync::Mutex::new(rx),
             inflight: Mutex::default(),
             function_arn: self.config.arn(),
+            first_poll: OnceLock::new(),
+            polled: Notify::new(),
         });
         let router = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -211,6 +268,7 @@ impl LambdaFunction {
         let c = &self.config;
         let mut command = Command::new(&c.binary);
         command
+            .args(&c.args)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
@@ -240,11 +298,13 @@ impl LambdaFunction {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let spawned = Instant::now();
         let mut child = command.spawn().expect("start the function binary");
         pump(child.stdout.take(), self.logs.clone());
         pump(child.stderr.take(), self.logs.clone());
         Process {
             child,
+            spawned,
             queue,
             api,
             server,
@@ -276,6 +336,9 @@ fn now_ms() -> u64 {
 }
 
 async fn next(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    if api.first_poll.set(Instant::now()).is_ok() {
+        api.polled.notify_waiters();
+    }
     let pending = api.queue.lock().await.recv().await;
     let Some(pending) = pending else {
         return (StatusCode::GONE, HeaderMap::new(), Vec::new());

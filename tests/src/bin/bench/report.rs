@@ -1,0 +1,117 @@
+//! The report: Markdown for bench/RESULTS.md, the same figures as JSON.
+
+use crate::Options;
+use serde_json::{Map, Value, json};
+use std::fmt::Write as _;
+use std::process::Command;
+
+#[derive(Default)]
+pub struct Report {
+    markdown: String,
+    json: Map<String, Value>,
+}
+
+/// A Markdown table from a header and rows.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut t = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for row in rows {
+        let _ = writeln!(t, "| {} |", row.join(" | "));
+    }
+    t
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_default();
+    json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "memory_gib": (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        "kernel": command_line("uname", &["-r"]),
+        "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" "),
+        "python": command_line(&crate::functions::baseline_python().to_string_lossy(), &["--version"]),
+        "rustc": command_line("rustc", &["--version"]),
+    })
+}
+
+impl Report {
+    pub fn header(&mut self, o: &Options) {
+        let m = machine();
+        let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+        let _ = write!(
+            self.markdown,
+            "# Benchmarks: our Rust functions against the Python baseline\n\n\
+             Written by `make bench` (`tests/src/bin/bench/`); do not edit by hand.\n\n\
+             - **date**: {date}\n\
+             - **machine**: {} ({} cores), {} GiB RAM, Linux {}, load average at start {}\n\
+             - **ours**: {}; {}\n\
+             - **baseline**: bench/baseline/ (crhelper + boto3 + kubernetes, pinned in \
+             bench/requirements.txt) under awslambdaric, {}\n\
+             - **runs**: {} per measurement{}, ours and the baseline interleaved (A, B, A, B); \
+             each cell is min / median / max; a ratio is taken pair by pair (run i of the \
+             baseline over run i of ours)\n\
+             - **commands**: `make bench` (or `make bench ITERATIONS=20`); the smoke pass the \
+             tests run: `target/debug/bench --smoke`\n\n",
+            m["cpu"].as_str().unwrap_or_default(),
+            m["cores"],
+            m["memory_gib"],
+            m["kernel"].as_str().unwrap_or_default(),
+            m["load_average"].as_str().unwrap_or_default(),
+            o.binaries,
+            m["rustc"].as_str().unwrap_or_default(),
+            m["python"].as_str().unwrap_or_default(),
+            o.iterations,
+            if o.smoke {
+                " (smoke pass: the figures mean little)"
+            } else {
+                ""
+            },
+        );
+        self.json.insert("machine".into(), m);
+        self.json.insert("date".into(), json!(date));
+        self.json.insert("iterations".into(), json!(o.iterations));
+        self.json.insert("binaries".into(), json!(o.binaries));
+    }
+
+    /// A section: its title, its text (tables), and its figures under `key` in the JSON.
+    pub fn section(&mut self, key: &str, title: &str, text: &str, figures: Value) {
+        let _ = write!(self.markdown, "## {title}\n\n{text}\n");
+        self.json.insert(key.into(), figures);
+        eprintln!("bench: {title} done");
+    }
+
+    pub fn write(&self, o: &Options) {
+        for path in [&o.out, &o.json] {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
+        std::fs::write(&o.out, &self.markdown).expect("write the Markdown report");
+        let json = serde_json::to_string_pretty(&self.json).unwrap_or_default();
+        std::fs::write(&o.json, json).expect("write the JSON report");
+        eprintln!("bench: wrote {} and {}", o.out.display(), o.json.display());
+    }
+}
