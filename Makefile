@@ -16,7 +16,7 @@ CARGO ?= cargo
 .PHONY: help setup debian venv lint-venv build lint lint-template fmt test demo clean release package test-package bench bench-venv
 
 help:
-	@echo "make demo   run the stack's custom resources against the local bench (moto, Lambda Runtime API, CloudFormation over HTTP)"
+	@echo "make demo   deploy, update and delete the whole stack against the local bench, on the existing EKS cluster and on one the stack creates (DEMO=existing or DEMO=new for one path)"
 	@echo "make test   install what is missing, then fmt --check, clippy -D warnings and every test"
 	@echo "make fmt    format the code"
 	@echo "make bench  our functions against a Python baseline (start-up, memory, size, API calls, scale): bench/RESULTS.md"
@@ -74,7 +74,7 @@ test: setup lint lint-template test-package
 demo: setup lint-venv
 	@# The same targets as `make test` builds, so the two share one build (same feature resolution).
 	$(CARGO) build --quiet --workspace --bins --tests
-	$${CARGO_TARGET_DIR:-target}/debug/demo
+	$${CARGO_TARGET_DIR:-target}/debug/demo $(DEMO)
 
 # The release build alone, for this machine by default (target/lambda/<binary>/bootstrap, what the
 # bench and the benchmarks run); ARCH=arm64 or x86_64 for another (target/lambda-<arch>/).

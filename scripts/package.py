@@ -159,6 +159,135 @@ LAUNCH_ACTIONS = {
         # The code: the same grant as ReadTheArtifacts in launch_policy.
         (["s3:GetObject", "s3:GetObjectVersion"], ["{artifacts}"]),
     ],
+    # The new-cluster path (CreateEksCluster true). EC2 network resources get their ids when they
+    # are made and the template launches in any region, so these actions cannot name them: they
+    # are granted on "*".
+    "AWS::EC2::VPC": [
+        (
+            [
+                "ec2:CreateVpc", "ec2:DeleteVpc", "ec2:DescribeVpcs", "ec2:ModifyVpcAttribute",
+                "ec2:DescribeVpcAttribute", "ec2:ModifyVpcTenancy", "ec2:DescribeNetworkAcls",
+                "ec2:DescribeSecurityGroups", "ec2:CreateVpcEncryptionControl",
+                "ec2:DescribeVpcEncryptionControls", "ec2:CreateTags", "ec2:DeleteTags",
+            ],
+            ["*"],
+        ),
+    ],
+    "AWS::EC2::InternetGateway": [
+        (
+            ["ec2:CreateInternetGateway", "ec2:DeleteInternetGateway",
+             "ec2:DescribeInternetGateways", "ec2:CreateTags", "ec2:DeleteTags"],
+            ["*"],
+        ),
+    ],
+    "AWS::EC2::VPCGatewayAttachment": [
+        (
+            ["ec2:AttachInternetGateway", "ec2:DetachInternetGateway",
+             "ec2:DescribeInternetGateways"],
+            ["*"],
+        ),
+    ],
+    "AWS::EC2::Subnet": [
+        (
+            ["ec2:CreateSubnet", "ec2:DeleteSubnet", "ec2:DescribeSubnets",
+             "ec2:ModifySubnetAttribute", "ec2:DescribeNetworkAcls", "ec2:CreateTags",
+             "ec2:DeleteTags"],
+            ["*"],
+        ),
+    ],
+    "AWS::EC2::RouteTable": [
+        (
+            ["ec2:CreateRouteTable", "ec2:DeleteRouteTable", "ec2:DescribeRouteTables",
+             "ec2:CreateTags", "ec2:DeleteTags"],
+            ["*"],
+        ),
+    ],
+    "AWS::EC2::Route": [
+        (
+            ["ec2:CreateRoute", "ec2:DeleteRoute", "ec2:ReplaceRoute", "ec2:DescribeRouteTables",
+             "ec2:DescribeNetworkInterfaces"],
+            ["*"],
+        ),
+    ],
+    "AWS::EC2::SubnetRouteTableAssociation": [
+        (
+            ["ec2:AssociateRouteTable", "ec2:DisassociateRouteTable",
+             "ec2:ReplaceRouteTableAssociation", "ec2:DescribeRouteTables",
+             "ec2:DescribeSubnets"],
+            ["*"],
+        ),
+    ],
+    "AWS::EC2::EIP": [
+        (
+            ["ec2:AllocateAddress", "ec2:ReleaseAddress", "ec2:DescribeAddresses",
+             "ec2:CreateTags", "ec2:DeleteTags"],
+            ["*"],
+        ),
+    ],
+    "AWS::EC2::NatGateway": [
+        (
+            ["ec2:CreateNatGateway", "ec2:DeleteNatGateway", "ec2:DescribeNatGateways",
+             "ec2:CreateTags", "ec2:DeleteTags"],
+            ["*"],
+        ),
+    ],
+    # The cluster's name is a parameter: any cluster of the account; its roles are the stack's.
+    "AWS::EKS::Cluster": [
+        (
+            ["eks:CreateCluster", "eks:DeleteCluster", "eks:DescribeCluster",
+             "eks:UpdateClusterConfig", "eks:UpdateClusterVersion", "eks:DescribeUpdate",
+             "eks:TagResource", "eks:UntagResource", "eks:CreateAccessEntry",
+             "eks:ActivateCertificateAuthority"],
+            ["arn:{partition}:eks:*:*:cluster/*"],
+        ),
+        (["ec2:DescribeSubnets", "ec2:DescribeVpcs"], ["*"]),
+        (["iam:GetRole", "iam:ListAttachedRolePolicies"], ["arn:{partition}:iam::*:role/{stack}-*"]),
+        (
+            ["iam:PassRole"],
+            ["arn:{partition}:iam::*:role/{stack}-*"],
+            {"StringEquals": {"iam:PassedToService": "eks.amazonaws.com"}},
+        ),
+        # EKS's service-linked roles, made the first time an account uses EKS.
+        (
+            ["iam:CreateServiceLinkedRole"],
+            ["arn:{partition}:iam::*:role/aws-service-role/eks.amazonaws.com/*",
+             "arn:{partition}:iam::*:role/aws-service-role/eks-nodegroup.amazonaws.com/*"],
+        ),
+        # The handler manages instance profiles for EKS Auto Mode node roles.
+        (
+            ["iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
+             "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
+             "iam:TagInstanceProfile"],
+            ["arn:{partition}:iam::*:instance-profile/*"],
+        ),
+    ],
+    "AWS::EKS::Nodegroup": [
+        (
+            ["eks:CreateNodegroup", "eks:DeleteNodegroup", "eks:DescribeNodegroup",
+             "eks:UpdateNodegroupConfig", "eks:UpdateNodegroupVersion", "eks:DescribeUpdate",
+             "eks:ListUpdates", "eks:TagResource", "eks:UntagResource"],
+            ["arn:{partition}:eks:*:*:cluster/*", "arn:{partition}:eks:*:*:nodegroup/*/*/*"],
+        ),
+        (
+            ["ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeRouteTables",
+             "ec2:DescribeSecurityGroups", "ec2:DescribeKeyPairs", "ec2:DescribeLaunchTemplates",
+             "ec2:DescribeLaunchTemplateVersions", "ec2:RunInstances", "ec2:CreateTags",
+             "ec2:DeleteTags"],
+            ["*"],
+        ),
+        (["iam:GetRole", "iam:ListAttachedRolePolicies"], ["arn:{partition}:iam::*:role/{stack}-*"]),
+        (
+            ["iam:PassRole"],
+            ["arn:{partition}:iam::*:role/{stack}-*"],
+            {"StringEquals": {"iam:PassedToService": "eks.amazonaws.com"}},
+        ),
+        (
+            ["iam:CreateServiceLinkedRole"],
+            ["arn:{partition}:iam::*:role/aws-service-role/eks-nodegroup.amazonaws.com/*"],
+        ),
+    ],
+    # Orders resources only; CloudFormation needs no permission for it.
+    "AWS::CloudFormation::WaitConditionHandle": [],
     # CloudFormation invokes a custom resource's ServiceToken with the caller's credentials.
     "Custom::": [
         (["lambda:InvokeFunction"], ["arn:{partition}:lambda:*:*:function:{stack}-*"]),
@@ -169,6 +298,26 @@ LAUNCH_ACTIONS = {
 # property that would need it (None: not needed whatever the properties). check_schema_coverage
 # fails if a resource of the type sets that property, so a new property cannot go unnoticed.
 NOT_NEEDED = {
+    "AWS::EC2::VPCGatewayAttachment": [
+        ("VpnGatewayId", ["ec2:AttachVpnGateway", "ec2:DetachVpnGateway",
+                          "ec2:DescribeVpnGateways"]),
+    ],
+    "AWS::EC2::Subnet": [
+        ("Ipv6CidrBlock", ["ec2:AssociateSubnetCidrBlock", "ec2:DisassociateSubnetCidrBlock"]),
+    ],
+    "AWS::EC2::EIP": [
+        ("TransferAddress", ["ec2:AcceptAddressTransfer"]),
+        ("InstanceId", ["ec2:AssociateAddress", "ec2:DisassociateAddress"]),
+    ],
+    "AWS::EC2::NatGateway": [
+        ("SecondaryPrivateIpAddresses", ["ec2:AssignPrivateNatGatewayAddress",
+                                         "ec2:UnassignPrivateNatGatewayAddress"]),
+        ("SecondaryAllocationIds", ["ec2:AssociateNatGatewayAddress",
+                                    "ec2:DisassociateNatGatewayAddress"]),
+    ],
+    "AWS::EKS::Cluster": [
+        ("EncryptionConfig", ["kms:CreateGrant", "kms:DescribeKey"]),
+    ],
     "AWS::IAM::Policy": [
         ("Groups", ["iam:PutGroupPolicy", "iam:GetGroupPolicy", "iam:DeleteGroupPolicy"]),
     ],

@@ -38,6 +38,8 @@ import boto3
 import trustme
 from botocore import xform_name
 from moto.eks.models import eks_backends
+from moto.iam.aws_managed_policies import aws_managed_policies_data
+from moto.iam.models import AWSManagedPolicy, iam_backends
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -46,6 +48,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from eks_service import EksService
 from eks_shim import EksApiError, EksShim
 from hopsworks_double import HopsworksDouble
 from kube_double import JsonHandler, KubeDouble, LoopbackHTTPServer, serve_in_thread
@@ -136,7 +139,7 @@ class BenchServer(ThreadedMotoServer):
             raise RuntimeError(f"moto could not bind {self._ip_address}:{self._port}")
 
 
-def set_cluster_fields(name, **fields):
+def set_cluster_fields(name, account=None, region=None, **fields):
     """Overwrite what DescribeCluster returns for cluster `name`.
 
     Keys are DescribeCluster's own (camelCase) names: status, endpoint,
@@ -145,7 +148,7 @@ def set_cluster_fields(name, **fields):
     a value of None removes the field from the response. moto's serializer
     looks the camelCase name up first, then its snake_case form.
     """
-    cluster = eks_backends[_account_id][REGION].clusters[name]
+    cluster = eks_backends[account or _account_id][region or REGION].clusters[name]
     for key, value in fields.items():
         attr = key if hasattr(cluster, key) else xform_name(key)
         old = getattr(cluster, attr, None)
@@ -154,6 +157,20 @@ def set_cluster_fields(name, **fields):
             # may be iterating over the old one right now.
             value = {**old, **value}
         setattr(cluster, attr, value)
+
+
+EKS_MANAGED_POLICIES = ("AmazonEKSClusterPolicy", "AmazonEKSWorkerNodePolicy",
+                        "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+
+
+def load_managed_policies(account_id, names):
+    """Make AWS managed policies `names` attachable in the account, with AWS's documents."""
+    documents = json.loads(aws_managed_policies_data)
+    backend = iam_backends[account_id]["aws"]
+    for name in names:
+        policy = AWSManagedPolicy.from_data(name, account_id, backend.region_name,
+                                            documents[name])
+        backend.managed_policies[policy.arn] = policy
 
 
 def seed(endpoint, shim):
@@ -313,6 +330,14 @@ def seed(endpoint, shim):
             "metadata": {"name": "aws-auth", "namespace": "kube-system"},
             "data": aws_auth[name]})
         kube[name] = {"endpoint": double.endpoint, "ca_pem": double.ca_pem}
+
+    # The AWS managed policies a new EKS cluster's roles attach (moto loads none by default, and
+    # all 1,500 of them cost a second per bench).
+    load_managed_policies(account_id, EKS_MANAGED_POLICIES)
+
+    # Clusters the stack creates through the EKS API get what EKS gives a new cluster.
+    shim.service = EksService(ec2, shim.store, doubles, lambda account, region, name, **fields:
+                              set_cluster_fields(name, account, region, **fields))
 
     arn_prefix = f"arn:aws:iam::{account_id}:role/"
     return {

@@ -15,6 +15,10 @@ reference (REST-JSON; errors as the `x-amzn-ErrorType` header plus a JSON body
     DisassociateAccessPolicy     DELETE /clusters/{name}/access-entries/{principalArn}/access-policies/{policyArn}
     DescribeCluster              GET    /clusters/{name}   (moto's answer, plus accessConfig)
 
+CreateCluster, CreateNodegroup and DeleteCluster go to moto; when moto succeeds, the shim's
+`service` (an `eks_service.EksService`) does what EKS does besides (the cluster security group, a
+Kubernetes API, accessConfig, the node role's access).
+
 The state (authentication mode and access entries per cluster) lives in an
 `AccessStore`, which the Kubernetes API doubles read to map callers, and the bench's
 control API writes (the authentication mode).
@@ -34,6 +38,7 @@ from urllib.parse import parse_qs, unquote
 
 from moto.eks.models import eks_backends
 from moto.iam.models import get_account_id_from, iam_backends
+from moto.sts.models import sts_backends
 
 log = logging.getLogger("bench.eks_shim")
 
@@ -361,6 +366,8 @@ class EksShim:
     def __init__(self, store=None):
         self.store = store or AccessStore()
         self.app = None
+        # EKS's side effects of creating and deleting clusters (eks_service.EksService), or None.
+        self.service = None
         self._records = []
         self._records_lock = threading.Lock()
 
@@ -384,6 +391,9 @@ class EksShim:
     # Routing
 
     def __call__(self, environ, start_response):
+        lifecycle = self._lifecycle_route(environ)
+        if lifecycle is not None and self.service is not None:
+            return self._lifecycle(environ, start_response, *lifecycle)
         route = self._route(environ)
         if route is None:
             return self.app(environ, start_response)
@@ -435,6 +445,70 @@ class EksShim:
         access_key = re.search(r"Credential=([^/]+)/", environ["HTTP_AUTHORIZATION"]).group(1)
         return operation, segments, scope.group(1), get_account_id_from(access_key)
 
+    def _lifecycle_route(self, environ):
+        """(operation, cluster name, region, account, access key) for CreateCluster,
+        CreateNodegroup and DeleteCluster, else None."""
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        scope = _CREDENTIAL.search(auth)
+        if scope is None or scope.group(2) != "eks":
+            return None
+        segments = environ.get("PATH_INFO", "").strip("/").split("/")
+        operation = {
+            (1, "POST"): "CreateCluster", (2, "DELETE"): "DeleteCluster",
+            (3, "POST"): "CreateNodegroup",
+        }.get((len(segments), environ["REQUEST_METHOD"]))
+        if segments[0] != "clusters" or operation is None:
+            return None
+        if operation == "CreateNodegroup" and segments[2] != "node-groups":
+            return None
+        access_key = re.search(r"Credential=([^/]+)/", auth).group(1)
+        name = segments[1] if len(segments) > 1 else None
+        return operation, name, scope.group(1), get_account_id_from(access_key), access_key
+
+    def _lifecycle(self, environ, start_response, operation, name, region, account, access_key):
+        """moto's answer; then, if it succeeded, what EKS does besides."""
+        try:
+            body = _read_json(environ) if operation != "DeleteCluster" else {}
+        except EksApiError as e:
+            return _respond(start_response, e.status, {"message": e.message}, e.error_type)
+        arn = None
+        if operation == "DeleteCluster":
+            cluster = eks_backends.get(account, {}).get(region)
+            found = cluster.clusters.get(name) if cluster is not None else None
+            arn = found.arn if found is not None else None
+        status, headers, payload = self._forward(environ)
+        if status.startswith("200"):
+            try:
+                if operation == "CreateCluster":
+                    self.service.cluster_created(account, region, body, caller_arn(access_key))
+                elif operation == "CreateNodegroup":
+                    self.service.nodegroup_created(account, region, name, body)
+                elif arn is not None:
+                    self.service.cluster_deleted(arn, name)
+            except Exception:  # a bug here must not look like an answer from EKS
+                log.exception("EKS shim: completing %s failed", operation)
+                return _respond(start_response, 500, {"message": "Internal failure in the "
+                                "bench's EKS service (see its stderr)."}, "ServerException")
+        self._record(operation, name or body.get("name"), None, int(status.split()[0]))
+        start_response(status, headers)
+        return [payload]
+
+    def _forward(self, environ):
+        """moto's (status, headers, body) for the request."""
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None  # moto's Flask app never uses write()
+
+        result = self.app(environ, capture)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return captured["status"], captured["headers"], body
+
     def _cluster_arn(self, name, region, account):
         if account not in eks_backends:
             raise not_found(f"No cluster found for name: {name}.")
@@ -481,19 +555,7 @@ class EksShim:
 
     def _describe_cluster(self, environ, start_response, name, region, account):
         """moto's DescribeCluster, plus accessConfig for a cluster whose mode the bench set."""
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"] = status, headers
-            return lambda data: None  # moto's Flask app never uses write()
-
-        result = self.app(environ, capture)
-        try:
-            body = b"".join(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        status, headers = captured["status"], captured["headers"]
+        status, headers, body = self._forward(environ)
         code = int(status.split()[0])
         mode = None
         if code == 200:
@@ -514,6 +576,21 @@ class EksShim:
 
 
 # --- Request validation and helpers -----------------------------------------------------------
+
+
+def caller_arn(access_key):
+    """The IAM role or user whose credentials `access_key` is, as EKS records a cluster's
+    creator; None for keys that are neither (moto's default test credentials)."""
+    for account in list(iam_backends.keys()):
+        iam = iam_backends[account]["aws"]
+        for user in list(iam.users.values()):
+            if any(k.access_key_id == access_key for k in user.access_keys):
+                return user.arn
+    for account in list(sts_backends.keys()):
+        session = sts_backends[account]["aws"].get_assumed_role_from_access_key(access_key)
+        if session is not None:
+            return session.role_arn  # EKS records the role, not the session
+    return None
 
 
 def _read_json(environ):

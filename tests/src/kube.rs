@@ -27,7 +27,35 @@ pub struct KubeAs {
 impl KubeAs {
     pub fn new(seeded: &Seeded, cluster: &str, identity: &Identity) -> Self {
         let kube = &seeded.kube[cluster];
-        let ca = reqwest::Certificate::from_pem(kube.ca_pem.as_bytes()).expect("CA PEM");
+        Self::at(seeded, cluster, &kube.endpoint, &kube.ca_pem, identity)
+    }
+
+    /// A client of a cluster the bench did not seed (one a stack created), found as a user finds
+    /// it: its endpoint and CA from `DescribeCluster`.
+    pub async fn described(aws: &crate::aws::AwsBench, cluster: &str, identity: &Identity) -> Self {
+        let described = aws
+            .query(&format!(
+                "import base64, boto3, json, os\nc = boto3.client('eks', endpoint_url=os.environ['BENCH_ENDPOINT']).describe_cluster(name={cluster:?})['cluster']\nprint(json.dumps({{'endpoint': c['endpoint'], 'ca': base64.b64decode(c['certificateAuthority']['data']).decode()}}))"
+            ))
+            .await;
+        let text = |k: &str| described[k].as_str().unwrap_or_default().to_owned();
+        Self::at(
+            &aws.seeded,
+            cluster,
+            &text("endpoint"),
+            &text("ca"),
+            identity,
+        )
+    }
+
+    fn at(
+        seeded: &Seeded,
+        cluster: &str,
+        endpoint: &str,
+        ca_pem: &str,
+        identity: &Identity,
+    ) -> Self {
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM");
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
             .build()
@@ -42,7 +70,7 @@ impl KubeAs {
         .into_secret();
         Self {
             http,
-            endpoint: kube.endpoint.clone(),
+            endpoint: endpoint.to_owned(),
             token: token.expose_secret().to_owned(),
         }
     }

@@ -2,9 +2,10 @@
 //! the real SAM translator, against moto and the bench's Lambda Runtime API.
 //!
 //! It resolves the intrinsic functions the template uses (Ref, GetAtt, Sub, Join, Select, Split,
-//! If, Equals, Not, And, Or, FindInMap, Condition) and fails loudly on any other; evaluates
+//! If, Equals, Not, And, Or, FindInMap, Condition, GetAZs, Cidr) and fails loudly on any other; evaluates
 //! Conditions; creates resources in dependency order; runs each custom resource as its compiled
-//! function answering over the ResponseURL; applies IAM and Logs resources to moto; rolls a failed
+//! function answering over the ResponseURL; applies IAM, Logs, EC2 and EKS resources to moto
+//! (EC2 and EKS through tests/bench/cfn_native.py); rolls a failed
 //! Create back; updates to changed parameters (Update requests with the old properties,
 //! replacement, cleanup, and the update rollback with old and new swapped); deletes in reverse
 //! order. Parameter constraints and `Rules` are not evaluated
@@ -44,7 +45,41 @@ struct Before {
 enum Change {
     Created(String),
     /// `attempted`: the properties it was sent (applied, or half-applied by a failed update).
-    Updated { before: Before, attempted: Value },
+    Updated {
+        before: Before,
+        attempted: Value,
+    },
+}
+
+/// `Fn::Cidr [block, count, bits]`: `count` consecutive subnets of `bits` host bits each, from
+/// the start of the IPv4 `block`.
+fn cidr(block: &str, count: &str, bits: &str) -> Result<Vec<String>, String> {
+    let bad =
+        || format!("Fn::Cidr [{block}, {count}, {bits}]: not an IPv4 block, a count and bits");
+    let (address, prefix) = block.split_once('/').ok_or_else(bad)?;
+    let address: std::net::Ipv4Addr = address.parse().map_err(|_| bad())?;
+    let prefix: u32 = prefix.parse().map_err(|_| bad())?;
+    let count: u32 = count.parse().map_err(|_| bad())?;
+    let bits: u32 = bits.parse().map_err(|_| bad())?;
+    if prefix > 32
+        || bits > 32 - prefix
+        || count == 0
+        || u64::from(count) << bits > 1u64 << (32 - prefix)
+    {
+        return Err(format!(
+            "Fn::Cidr: {count} subnets of {bits} bits do not fit in {block}"
+        ));
+    }
+    let base = u32::from(address) & u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    Ok((0..count)
+        .map(|i| {
+            format!(
+                "{}/{}",
+                std::net::Ipv4Addr::from(base + (i << bits)),
+                32 - bits
+            )
+        })
+        .collect())
 }
 
 /// A whole-number property: a JSON number, or a string of one (what a parameter gives, as
@@ -182,6 +217,8 @@ impl<'a> Stack<'a> {
             let r = &resources[name];
             let mut found = BTreeSet::new();
             references(&r["Properties"], &mut found);
+            // As in CloudFormation, a reference in Metadata orders resources too.
+            references(&r["Metadata"], &mut found);
             match &r["DependsOn"] {
                 Value::String(d) => {
                     found.insert(d.clone());
@@ -247,6 +284,19 @@ impl<'a> Stack<'a> {
             "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => self.put_policy(&properties).await?,
             "AWS::Logs::LogGroup" => self.create_log_group(name, &properties).await?,
             "AWS::Lambda::Function" => self.create_function(name, resource, &properties, None)?,
+            // Signals are not played: the handle only orders resources (through its Metadata).
+            "AWS::CloudFormation::WaitConditionHandle" => Deployed {
+                kind: String::new(),
+                physical_id: format!(
+                    "https://cloudformation-waitcondition-{}.s3.amazonaws.com/{STACK_NAME}/{name}",
+                    self.aws.seeded.region
+                ),
+                attrs: Map::new(),
+                properties: Value::Null,
+            },
+            k if k.starts_with("AWS::EC2::") || k.starts_with("AWS::EKS::") => {
+                self.native_create(name, k, &properties).await?
+            }
             k if k.starts_with("Custom::") => {
                 let answer = self.custom(name, "Create", &properties, None, None).await?;
                 let deployed = Deployed {
@@ -293,12 +343,16 @@ impl<'a> Stack<'a> {
         event("DELETE_IN_PROGRESS", name, &d.kind, "");
         let started = Instant::now();
         let result = match d.kind.as_str() {
-            "AWS::IAM::Role" => self.py(&format!("iam = client('iam')\nfor p in iam.list_role_policies(RoleName={id:?})['PolicyNames']:\n    iam.delete_role_policy(RoleName={id:?}, PolicyName=p)\niam.delete_role(RoleName={id:?})", id = d.physical_id)).await,
+            "AWS::IAM::Role" => self.py(&format!("iam = client('iam')\nfor p in iam.list_role_policies(RoleName={id:?})['PolicyNames']:\n    iam.delete_role_policy(RoleName={id:?}, PolicyName=p)\nfor p in iam.list_attached_role_policies(RoleName={id:?})['AttachedPolicies']:\n    iam.detach_role_policy(RoleName={id:?}, PolicyArn=p['PolicyArn'])\niam.delete_role(RoleName={id:?})", id = d.physical_id)).await,
             "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => self.delete_policy(&d.properties).await,
             "AWS::Logs::LogGroup" => self.py(&format!("client('logs').delete_log_group(logGroupName={:?})", d.physical_id)).await,
             "AWS::Lambda::Function" => {
                 self.functions.remove(name);
                 Ok(())
+            }
+            "AWS::CloudFormation::WaitConditionHandle" => Ok(()),
+            k if k.starts_with("AWS::EC2::") || k.starts_with("AWS::EKS::") => {
+                self.native_delete(k, d).await
             }
             _ => match self
                 .custom(name, "Delete", &d.properties, Some(&d.physical_id), None)
@@ -334,7 +388,11 @@ impl<'a> Stack<'a> {
     /// get an Update back to their old properties (custom resources with old and new swapped, the
     /// one that failed included), new ones are deleted.
     pub async fn update(&mut self, changes: Map<String, Value>) -> Result<(), String> {
-        let before = (self.parameters.clone(), self.conditions.clone(), self.order.clone());
+        let before = (
+            self.parameters.clone(),
+            self.conditions.clone(),
+            self.order.clone(),
+        );
         for (name, value) in changes {
             if !self.parameters.contains_key(&name) {
                 return Err(format!("the template has no parameter {name}"));
@@ -553,8 +611,11 @@ impl<'a> Stack<'a> {
             let kind = now.kind.clone();
             if now.physical_id != before.deployed.physical_id {
                 // The replacement goes; the original was never touched.
-                self.delete_resource(name, &now).await.map_err(rollback_failed)?;
-                self.deployed.insert(name.to_owned(), before.deployed.clone());
+                self.delete_resource(name, &now)
+                    .await
+                    .map_err(rollback_failed)?;
+                self.deployed
+                    .insert(name.to_owned(), before.deployed.clone());
                 continue;
             }
             event("UPDATE_IN_PROGRESS", name, &kind, "rollback");
@@ -583,7 +644,9 @@ impl<'a> Stack<'a> {
             if let Change::Created(name) = change
                 && let Some(d) = self.deployed.remove(name)
             {
-                self.delete_resource(name, &d).await.map_err(rollback_failed)?;
+                self.delete_resource(name, &d)
+                    .await
+                    .map_err(rollback_failed)?;
             }
         }
         println!("\nUPDATE_ROLLBACK_COMPLETE stack {STACK_NAME}\n");
@@ -637,7 +700,9 @@ impl<'a> Stack<'a> {
             ("Create", _, _) => Ok(cfn.create(name, sent).await),
             ("Update", Some(id), Some(old)) => Ok(cfn.update(name, id, sent, stringify(old)).await),
             ("Delete", Some(id), _) => Ok(cfn.delete(name, id, sent).await),
-            _ => Err(format!("internal: {action} without an id or old properties")),
+            _ => Err(format!(
+                "internal: {action} without an id or old properties"
+            )),
         }
     }
 
@@ -699,6 +764,16 @@ impl<'a> Stack<'a> {
                 "iam.put_role_policy(RoleName={role:?}, PolicyName={:?}, PolicyDocument={:?})\n",
                 policy["PolicyName"].as_str().unwrap_or_default(),
                 policy["PolicyDocument"].to_string()
+            ));
+        }
+        for arn in p["ManagedPolicyArns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            script.push_str(&format!(
+                "iam.attach_role_policy(RoleName={role:?}, PolicyArn={arn:?})\n"
             ));
         }
         script.push_str("print(json.dumps({'Arn': r['Arn'], 'RoleId': r['RoleId']}))");
@@ -770,6 +845,47 @@ impl<'a> Stack<'a> {
             attrs: Map::from_iter([("Arn".to_owned(), json!(arn))]),
             properties: Value::Null,
         })
+    }
+
+    /// An EC2 or EKS resource, made by tests/bench/cfn_native.py as CloudFormation's handlers
+    /// would make it.
+    async fn native_create(&self, name: &str, kind: &str, p: &Value) -> Result<Deployed, String> {
+        let made = self
+            .native(&format!(
+                "cfn_native.create({kind:?}, {name:?}, json.loads({:?}))",
+                p.to_string()
+            ))
+            .await?;
+        Ok(Deployed {
+            kind: String::new(),
+            physical_id: made["id"].as_str().unwrap_or_default().to_owned(),
+            attrs: made["attrs"].as_object().cloned().unwrap_or_default(),
+            properties: Value::Null,
+        })
+    }
+
+    async fn native_delete(&self, kind: &str, d: &Deployed) -> Result<(), String> {
+        self.native(&format!(
+            "cfn_native.delete({kind:?}, {:?}, json.loads({:?}), json.loads({:?}))",
+            d.physical_id,
+            d.properties.to_string(),
+            Value::Object(d.attrs.clone()).to_string()
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    /// Run a cfn_native call; an AWS error (or an unknown type) becomes the resource's failure.
+    async fn native(&self, call: &str) -> Result<Value, String> {
+        let bench = crate::workspace().join("tests/bench");
+        let script = with_client(&format!(
+            "import sys\nsys.path.insert(0, {bench:?})\nimport cfn_native\ntry:\n    result = {call}\nexcept Exception as e:\n    result = {{'error': f'{{type(e).__name__}}: {{e}}'}}\nprint(json.dumps(result))"
+        ));
+        let result = self.aws.query(&script).await;
+        match result["error"].as_str() {
+            Some(error) => Err(error.to_owned()),
+            None => Ok(result),
+        }
     }
 
     async fn py(&self, script: &str) -> Result<(), String> {
@@ -925,6 +1041,16 @@ impl<'a> Stack<'a> {
                             .get(&b)
                             .cloned()
                             .ok_or_else(|| format!("Fn::FindInMap {m}.{a}.{b}: not found"))
+                    }
+                    // The Availability Zones moto serves for the bench's region.
+                    "Fn::GetAZs" => Ok(json!(
+                        ["a", "b", "c"].map(|z| format!("{}{z}", self.aws.seeded.region))
+                    )),
+                    "Fn::Cidr" => {
+                        let block = text(&arg[0])?;
+                        let count = text(&arg[1])?;
+                        let bits = text(&arg[2])?;
+                        cidr(&block, &count, &bits).map(|list| json!(list))
                     }
                     k if k.starts_with("Fn::") => {
                         Err(format!("the bench's engine does not know {k}"))
@@ -1096,19 +1222,42 @@ fn policy_targets(p: &Value) -> Vec<PolicyTarget> {
         .collect()
 }
 
-/// The cluster security group's ingress rules as `port source`, sorted, to compare what they allow
-/// (rule ids change when a rule moves).
+/// The seeded cluster security group's ingress rules as `port source`, sorted, to compare what
+/// they allow (rule ids change when a rule moves).
 pub async fn ingress_rules(aws: &AwsBench) -> Vec<String> {
+    ingress_rules_of(aws, &aws.seeded.cluster.cluster_security_group_id).await
+}
+
+/// A security group's ingress rules as `port source` (a CIDR or a group id), sorted.
+pub async fn ingress_rules_of(aws: &AwsBench, group_id: &str) -> Vec<String> {
     let rules = aws
         .query(&with_client(&format!(
             r#"
-rules = client("ec2").describe_security_group_rules(Filters=[{{"Name": "group-id", "Values": ["{sg}"]}}])["SecurityGroupRules"]
+rules = client("ec2").describe_security_group_rules(Filters=[{{"Name": "group-id", "Values": ["{group_id}"]}}])["SecurityGroupRules"]
 print(json.dumps(sorted(f"{{r.get('FromPort')}} {{r.get('CidrIpv4') or r.get('ReferencedGroupInfo', {{}}).get('GroupId')}}" for r in rules if not r["IsEgress"])))
-"#,
-            sg = aws.seeded.cluster.cluster_security_group_id
+"#
         )))
         .await;
     serde_json::from_value(rules).unwrap_or_default()
+}
+
+/// The account's VPCs, subnets, NAT gateways, addresses, security groups and EKS clusters, to show
+/// that a stack which made its own network and cluster leaves none behind.
+pub async fn networks_and_clusters(aws: &AwsBench) -> Value {
+    aws.query(&with_client(
+        r#"
+ec2 = client("ec2")
+print(json.dumps({
+  "vpcs": sorted(v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]),
+  "subnets": sorted(n["SubnetId"] for n in ec2.describe_subnets()["Subnets"]),
+  "nat_gateways": sorted(n["NatGatewayId"] for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] != "deleted"),
+  "addresses": sorted(a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]),
+  "security_groups": sorted(g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]),
+  "clusters": sorted(client("eks").list_clusters()["clusters"]),
+}))
+"#,
+    ))
+    .await
 }
 
 /// Retention in days of each of the stack's log groups.
@@ -1178,4 +1327,32 @@ fn with_client(script: &str) -> String {
     format!(
         "import boto3, json, os\ndef client(name):\n    return boto3.client(name, endpoint_url=os.environ['BENCH_ENDPOINT'])\n{script}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cidr;
+
+    #[test]
+    fn cidr_splits_a_block_as_cloudformation_does() {
+        assert_eq!(
+            cidr("10.0.0.0/16", "4", "12").unwrap(),
+            [
+                "10.0.0.0/20",
+                "10.0.16.0/20",
+                "10.0.32.0/20",
+                "10.0.48.0/20"
+            ]
+        );
+        // The block's host bits are ignored, as CloudFormation ignores them.
+        assert_eq!(
+            cidr("10.1.2.3/24", "2", "4").unwrap(),
+            ["10.1.2.0/28", "10.1.2.16/28"]
+        );
+        assert!(
+            cidr("10.0.0.0/18", "8", "12").is_err(),
+            "8 /20s do not fit in a /18"
+        );
+        assert!(cidr("10.0.0.0", "1", "8").is_err());
+    }
 }

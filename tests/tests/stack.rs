@@ -213,3 +213,62 @@ async fn an_update_that_fails_midway_rolls_back_to_the_stack_as_it_was() {
     deployed.delete().await.expect("the stack is deleted");
     assert_eq!(stack::observable_state(&aws, &control).await, before);
 }
+
+const NEW_CLUSTER: &str = "hopsworks-new-eks";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cluster_the_stack_creates_one_uses_it_and_deletes_it_last() {
+    let aws = AwsBench::start().await;
+    let proxy = FaultProxy::start(aws.endpoint()).await;
+    let control = Control::new(&aws.seeded.control_endpoint);
+    stack::create_cross_account_role(&aws).await;
+    let before = stack::observable_state(&aws, &control).await;
+    let account_before = stack::networks_and_clusters(&aws).await;
+    let s = aws.seeded.clone();
+    let mut parameters = stack::demo_parameters(&s);
+    parameters.extend(changes(&[
+        ("EksClusterName", NEW_CLUSTER),
+        ("CreateEksCluster", "true"),
+        // A new cluster has access entries: no role is needed for aws-auth.
+        ("KubernetesRoleArn", ""),
+    ]));
+    let mut deployed = Stack::new(&aws, &proxy, template().await, parameters).expect("parameters");
+    deployed.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    deployed.create().await.expect("the stack is created");
+
+    let outputs: std::collections::BTreeMap<String, String> =
+        deployed.outputs().expect("outputs").into_iter().collect();
+    assert_ne!(outputs["VpcId"], s.cluster.vpc_id, "{outputs:?}");
+    assert_eq!(outputs["AuthenticationMode"], "API_AND_CONFIG_MAP");
+    assert_eq!(outputs["AccessMethod"], "access-entry");
+    assert_eq!(
+        outputs["PublicSubnetIds"].split(',').count(),
+        2,
+        "{outputs:?}"
+    );
+    assert_eq!(outputs["SubnetIds"].split(',').count(), 4, "{outputs:?}");
+    // The ingress rules went onto the new cluster's security group, from the new VPC.
+    let group = &outputs["ClusterSecurityGroupId"];
+    assert_eq!(
+        stack::ingress_rules_of(&aws, group).await,
+        [
+            format!("-1 {group}"),
+            "443 10.0.0.0/16".to_owned(),
+            "80 10.0.0.0/16".to_owned()
+        ]
+    );
+    let hopsworks = KubeAs::described(&aws, NEW_CLUSTER, &s.identities.hopsworks).await;
+    assert!(hopsworks.whoami().await.is_ok());
+    let clusters = control.hopsworks_clusters().await;
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert_eq!(clusters[0]["aws"]["eksClusterName"], NEW_CLUSTER);
+    // The seeded cluster was not touched.
+    assert_eq!(
+        stack::observable_state(&aws, &control).await["aws_auth"],
+        before["aws_auth"]
+    );
+
+    deployed.delete().await.expect("the stack is deleted");
+    assert_eq!(stack::observable_state(&aws, &control).await, before);
+    assert_eq!(stack::networks_and_clusters(&aws).await, account_before);
+}

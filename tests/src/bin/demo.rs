@@ -2,20 +2,37 @@
 //!
 //! The template is expanded by the real SAM translator, then created resource by resource in
 //! dependency order (custom resources run as the compiled functions through the Lambda Runtime API
-//! and answer over the ResponseURL; IAM and Logs resources are applied to moto). The outputs are
-//! printed, the Hopsworks role is shown reaching the cluster, the stack is updated (ports 80/443
-//! from another source), and the stack is deleted in reverse order, after which aws-auth, the
-//! ingress rules, the policies and ECR are shown as they were.
+//! and answer over the ResponseURL; IAM, Logs, EC2 and EKS resources are applied to moto). The
+//! outputs are printed, the Hopsworks role is shown reaching the cluster, the stack is updated
+//! (ports 80/443 from another source), and the stack is deleted in reverse order, after which
+//! aws-auth, the ingress rules, the policies, ECR and the account's networks are shown as they were.
+//!
+//! Two paths, both by default (`demo existing` or `demo new` runs one): the guide's, on the
+//! account's existing EKS cluster; and a stack that creates its own EKS cluster (VPC, NAT, node
+//! group, access entries) and deletes it last.
 
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use system_tests::aws::AwsBench;
 use system_tests::control::Control;
 use system_tests::faults::FaultProxy;
 use system_tests::kube::KubeAs;
 use system_tests::stack::{self, STACK_NAME, Stack};
 
+/// The name the new-cluster path gives its EKS cluster.
+const NEW_CLUSTER: &str = "hopsworks-eks-new";
+
 #[tokio::main]
 async fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "both".to_owned());
+    let (existing, new) = match which.as_str() {
+        "both" => (true, true),
+        "existing" => (true, false),
+        "new" => (false, true),
+        other => {
+            eprintln!("demo: unknown path {other:?}: give existing, new, or nothing for both");
+            std::process::exit(2);
+        }
+    };
     println!(
         "Starting the local bench: moto plays AWS, doubles play the Kubernetes API and Hopsworks.ai; nothing leaves this machine…"
     );
@@ -27,35 +44,77 @@ async fn main() {
     control
         .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
         .await;
-    println!(
-        "Account {} in {}: EKS cluster {} (authentication mode CONFIG_MAP), instance profile {}\n",
-        s.account_id, s.region, s.cluster.name, s.hopsworks.instance_profile_name
-    );
-    let before = stack::observable_state(&aws, &control).await;
-
     let template_path = system_tests::workspace().join("templates/template.yaml");
-    let template = match Stack::expand(&template_path).await {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
+    let template = Stack::expand(&template_path)
+        .await
+        .unwrap_or_else(|e| fail(&e));
+
+    let mut ok = true;
+    if existing {
+        println!(
+            "\n=== Path 1: the existing EKS cluster {} (authentication mode CONFIG_MAP: aws-auth), instance profile {}\n",
+            s.cluster.name, s.hopsworks.instance_profile_name
+        );
+        let parameters = stack::demo_parameters(&s);
+        ok &= lifecycle(
+            &aws,
+            &proxy,
+            &control,
+            &template,
+            parameters,
+            &s.cluster.name,
+        )
+        .await;
+    }
+    if new {
+        println!(
+            "\n=== Path {}: no EKS cluster yet: the stack creates {NEW_CLUSTER} (its own VPC, access entries, a node group)\n",
+            if existing { 2 } else { 1 }
+        );
+        let mut parameters = stack::demo_parameters(&s);
+        for (k, v) in [
+            ("EksClusterName", NEW_CLUSTER),
+            ("CreateEksCluster", "true"),
+            ("KubernetesRoleArn", ""),
+            ("HopsworksClusterName", "fs-demo-new"),
+        ] {
+            parameters.insert(k.to_owned(), json!(v));
         }
-    };
-    let mut stack = match Stack::new(&aws, &proxy, template, stack::demo_parameters(&s)) {
-        Ok(stack) => stack,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
-    };
+        ok &= lifecycle(&aws, &proxy, &control, &template, parameters, NEW_CLUSTER).await;
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+}
+
+fn fail(reason: &str) -> ! {
+    eprintln!("{reason}");
+    std::process::exit(1)
+}
+
+/// Create, show, update, delete; true when the account reads as before afterwards.
+async fn lifecycle(
+    aws: &AwsBench,
+    proxy: &FaultProxy,
+    control: &Control,
+    template: &Value,
+    parameters: Map<String, Value>,
+    cluster: &str,
+) -> bool {
+    let s = &aws.seeded;
+    let before = stack::observable_state(aws, control).await;
+    let networks_before = stack::networks_and_clusters(aws).await;
+    let mut stack =
+        Stack::new(aws, proxy, template.clone(), parameters).unwrap_or_else(|e| fail(&e));
     stack.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
 
     println!(
         "Deploying stack {STACK_NAME} (templates/template.yaml, expanded by aws-sam-translator)\n"
     );
     if let Err(reason) = stack.create().await {
-        eprintln!("\nstack {STACK_NAME} failed and was rolled back: {reason}");
-        std::process::exit(1);
+        fail(&format!(
+            "\nstack {STACK_NAME} failed and was rolled back: {reason}"
+        ));
     }
     println!("\nOutputs");
     println!("{:-<110}", "");
@@ -64,38 +123,57 @@ async fn main() {
     }
     println!("{:-<110}", "");
 
-    let hopsworks = KubeAs::new(&s, &s.cluster.name, &s.identities.hopsworks);
+    let hopsworks = KubeAs::described(aws, cluster, &s.identities.hopsworks).await;
     match hopsworks.whoami().await {
         Ok((user, groups)) => println!(
-            "\nThe Hopsworks role reaches the cluster: Kubernetes sees it as {user:?} in {groups:?}"
+            "\nThe Hopsworks role reaches {cluster}: Kubernetes sees it as {user:?} in {groups:?}"
         ),
-        Err(status) => println!("\nThe Hopsworks role does not reach the cluster (HTTP {status})"),
+        Err(status) => println!("\nThe Hopsworks role does not reach {cluster} (HTTP {status})"),
     }
 
     let office = "192.0.2.0/24";
     println!(
         "\nUpdating stack {STACK_NAME}: IngressSource {office} (ports 80/443 from an office network instead of the VPC)\n"
     );
-    let changes = [("IngressSource".to_owned(), json!(office))].into_iter().collect();
+    let changes = [("IngressSource".to_owned(), json!(office))]
+        .into_iter()
+        .collect();
     if let Err(reason) = stack.update(changes).await {
-        eprintln!("\nthe update of stack {STACK_NAME} failed and was rolled back: {reason}");
-        std::process::exit(1);
+        fail(&format!(
+            "\nthe update of stack {STACK_NAME} failed and was rolled back: {reason}"
+        ));
     }
+    let group = stack
+        .outputs()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "ClusterSecurityGroupId")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
     println!(
-        "\nIngress rules of the cluster security group now: {}",
-        stack::ingress_rules(&aws).await.join(", ")
+        "\nIngress rules of {group} now: {}",
+        stack::ingress_rules_of(aws, &group).await.join(", ")
     );
 
     println!("\nDeleting stack {STACK_NAME}\n");
     if let Err(reason) = stack.delete().await {
-        eprintln!("\nstack {STACK_NAME} could not be deleted: {reason}");
-        std::process::exit(1);
+        fail(&format!(
+            "\nstack {STACK_NAME} could not be deleted: {reason}"
+        ));
     }
-    let after = stack::observable_state(&aws, &control).await;
+    let after = stack::observable_state(aws, control).await;
+    let networks_after = stack::networks_and_clusters(aws).await;
     println!();
+    let same = |b: &Value, a: &Value| {
+        if a == b {
+            "as before the stack"
+        } else {
+            "CHANGED"
+        }
+    };
     for (what, label) in [
-        ("aws_auth", "aws-auth"),
-        ("ingress", "ingress rules of the cluster security group"),
+        ("aws_auth", "aws-auth of the existing cluster"),
+        ("ingress", "ingress rules of its security group"),
         (
             "role_policies",
             "inline policies of the Hopsworks instance-profile role",
@@ -111,15 +189,13 @@ async fn main() {
         } else {
             (&before["aws"][what], &after["aws"][what])
         };
-        println!(
-            "{label:<56} {}",
-            if a == b {
-                "as before the stack"
-            } else {
-                "CHANGED"
-            }
-        );
+        println!("{label:<56} {}", same(b, a));
     }
+    println!(
+        "{:<56} {}",
+        "VPCs, subnets, NAT gateways, addresses, EKS clusters",
+        same(&networks_before, &networks_after)
+    );
     let clusters = control.hopsworks_clusters().await;
     println!(
         "{:<56} {}",
@@ -130,7 +206,5 @@ async fn main() {
             "STILL RUNNING"
         }
     );
-    if before != after {
-        std::process::exit(1);
-    }
+    before == after && networks_before == networks_after
 }
