@@ -1127,6 +1127,47 @@ impl<'a> Stack<'a> {
     }
 }
 
+/// The bench a stack deploys to: moto (seeded, plus the Hopsworks.ai cross-account role), the
+/// fault proxy in front of it that the stack's functions call, and the doubles' control API.
+pub struct StackBench {
+    pub aws: AwsBench,
+    pub proxy: FaultProxy,
+    pub control: crate::control::Control,
+}
+
+impl StackBench {
+    pub async fn start() -> Self {
+        let aws = AwsBench::start().await;
+        let proxy = FaultProxy::start(aws.endpoint()).await;
+        let control = crate::control::Control::new(&aws.seeded.control_endpoint);
+        create_cross_account_role(&aws).await;
+        Self {
+            aws,
+            proxy,
+            control,
+        }
+    }
+
+    /// A stack of `template` with `parameters`, its functions calling AWS through the proxy.
+    pub fn stack(
+        &self,
+        template: Value,
+        parameters: Map<String, Value>,
+    ) -> Result<Stack<'_>, String> {
+        let mut stack = Stack::new(&self.aws, &self.proxy, template, parameters)?;
+        stack.function_env = vec![(
+            "AWS_ENDPOINT_URL".to_owned(),
+            self.proxy.endpoint().to_owned(),
+        )];
+        Ok(stack)
+    }
+
+    /// What the stack may change in the account ([`observable_state`]).
+    pub async fn state(&self) -> Value {
+        observable_state(&self.aws, &self.control).await
+    }
+}
+
 /// The parameters `make demo` deploys with: the bench's cluster (CONFIG_MAP: Kubernetes calls as its
 /// creator), its instance profile, the Hopsworks.ai double, a 1 s poll.
 pub fn demo_parameters(s: &crate::aws::Seeded) -> Map<String, Value> {

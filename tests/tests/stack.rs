@@ -1,12 +1,10 @@
 //! The whole stack: `templates/template.yaml`, expanded by the real SAM translator, deployed by the
-//! bench's engine (custom resources as compiled functions, IAM and Logs in moto), then deleted.
+//! bench's engine (custom resources as compiled functions; IAM, Logs, EC2 and EKS in moto), updated
+//! and deleted.
 
 use serde_json::{Value, json};
-use system_tests::aws::AwsBench;
-use system_tests::control::Control;
-use system_tests::faults::FaultProxy;
 use system_tests::kube::KubeAs;
-use system_tests::stack::{self, Stack};
+use system_tests::stack::{self, Stack, StackBench};
 
 async fn template() -> Value {
     Stack::expand(&system_tests::workspace().join("templates/template.yaml"))
@@ -16,19 +14,17 @@ async fn template() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_does_the_guide_and_its_delete_leaves_the_account_as_before() {
-    let aws = AwsBench::start().await;
-    let proxy = FaultProxy::start(aws.endpoint()).await;
-    let control = Control::new(&aws.seeded.control_endpoint);
-    stack::create_cross_account_role(&aws).await;
+    let bench = StackBench::start().await;
+    let (aws, control) = (&bench.aws, &bench.control);
     control
         .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
         .await;
-    let before = stack::observable_state(&aws, &control).await;
+    let before = bench.state().await;
     let s = aws.seeded.clone();
 
-    let mut deployed =
-        Stack::new(&aws, &proxy, template().await, stack::demo_parameters(&s)).expect("parameters");
-    deployed.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    let mut deployed = bench
+        .stack(template().await, stack::demo_parameters(&s))
+        .expect("parameters");
     deployed.create().await.expect("the stack is created");
 
     let outputs: std::collections::BTreeMap<String, String> =
@@ -42,7 +38,7 @@ async fn the_stack_does_the_guide_and_its_delete_leaves_the_account_as_before() 
         outputs["HopsworksClusterUrl"].starts_with("https://"),
         "{outputs:?}"
     );
-    let during = stack::observable_state(&aws, &control).await;
+    let during = bench.state().await;
     // Seed step 2: the instance-profile role got its policy; step 5: the cross-account role too;
     // step 4: two more ingress rules; step 3: the role reaches the cluster; step 6: ECR repos.
     assert_ne!(
@@ -59,7 +55,7 @@ async fn the_stack_does_the_guide_and_its_delete_leaves_the_account_as_before() 
     assert!(hopsworks.whoami().await.is_ok());
 
     deployed.delete().await.expect("the stack is deleted");
-    assert_eq!(stack::observable_state(&aws, &control).await, before);
+    assert_eq!(bench.state().await, before);
     assert_eq!(hopsworks.whoami().await, Err(401));
     let clusters = control.hopsworks_clusters().await;
     assert!(
@@ -70,30 +66,19 @@ async fn the_stack_does_the_guide_and_its_delete_leaves_the_account_as_before() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_fails_midway_rolls_back_cleanly() {
-    let aws = AwsBench::start().await;
-    let proxy = FaultProxy::start(aws.endpoint()).await;
-    let control = Control::new(&aws.seeded.control_endpoint);
-    stack::create_cross_account_role(&aws).await;
+    let bench = StackBench::start().await;
+    let (aws, control) = (&bench.aws, &bench.control);
     // The Hopsworks cluster, the last resource, ends in an error state.
     control
         .hopsworks_behaviour(json!({"fail_next_with": "no capacity for m5.2xlarge"}))
         .await;
-    let before = stack::observable_state(&aws, &control).await;
-    let mut deployed = Stack::new(
-        &aws,
-        &proxy,
-        template().await,
-        stack::demo_parameters(&aws.seeded),
-    )
-    .expect("parameters");
-    deployed.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    let before = bench.state().await;
+    let mut deployed = bench
+        .stack(template().await, stack::demo_parameters(&aws.seeded))
+        .expect("parameters");
     let reason = deployed.create().await.expect_err("the create fails");
     assert!(reason.contains("no capacity for m5.2xlarge"), "{reason}");
-    assert_eq!(
-        stack::observable_state(&aws, &control).await,
-        before,
-        "the rollback left changes"
-    );
+    assert_eq!(bench.state().await, before, "the rollback left changes");
     let clusters = control.hopsworks_clusters().await;
     assert!(
         clusters.iter().all(|c| c["state"] == "terminated"),
@@ -113,19 +98,17 @@ const OFFICE_CIDR: &str = "192.0.2.0/24";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_moves_the_ingress_keeps_the_hopsworks_cluster_and_delete_still_cleans_up() {
-    let aws = AwsBench::start().await;
-    let proxy = FaultProxy::start(aws.endpoint()).await;
-    let control = Control::new(&aws.seeded.control_endpoint);
-    stack::create_cross_account_role(&aws).await;
-    let before = stack::observable_state(&aws, &control).await;
-    let rules_before = stack::ingress_rules(&aws).await;
+    let bench = StackBench::start().await;
+    let (aws, control) = (&bench.aws, &bench.control);
+    let before = bench.state().await;
+    let rules_before = stack::ingress_rules(aws).await;
     let s = aws.seeded.clone();
-    let mut deployed =
-        Stack::new(&aws, &proxy, template().await, stack::demo_parameters(&s)).expect("parameters");
-    deployed.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    let mut deployed = bench
+        .stack(template().await, stack::demo_parameters(&s))
+        .expect("parameters");
     deployed.create().await.expect("the stack is created");
     let cluster_id = deployed.physical_id("HopsworksCluster").map(str::to_owned);
-    let from_vpc = stack::ingress_rules(&aws).await;
+    let from_vpc = stack::ingress_rules(aws).await;
     assert!(
         from_vpc.contains(&format!("443 {}", s.cluster.vpc_cidr)),
         "{from_vpc:?}"
@@ -141,7 +124,7 @@ async fn an_update_moves_the_ingress_keeps_the_hopsworks_cluster_and_delete_stil
         .expect("the stack is updated");
 
     // The two rules moved from the VPC to the new source; every other rule is as it was.
-    let moved = stack::ingress_rules(&aws).await;
+    let moved = stack::ingress_rules(aws).await;
     let mut expected = rules_before.clone();
     expected.extend(["80", "443"].map(|p| format!("{p} {OFFICE_CIDR}")));
     expected.sort();
@@ -154,7 +137,7 @@ async fn an_update_moves_the_ingress_keeps_the_hopsworks_cluster_and_delete_stil
     let clusters = control.hopsworks_clusters().await;
     assert_eq!(clusters.len(), 1, "{clusters:?}");
     assert_eq!(clusters[0]["state"], "running", "{clusters:?}");
-    let retention = stack::log_retention(&aws).await;
+    let retention = stack::log_retention(aws).await;
     assert_eq!(retention.len(), 4, "{retention:?}");
     assert!(retention.values().all(|d| *d == 90), "{retention:?}");
     let outputs: std::collections::BTreeMap<String, String> =
@@ -162,24 +145,22 @@ async fn an_update_moves_the_ingress_keeps_the_hopsworks_cluster_and_delete_stil
     assert_eq!(outputs["VpcId"], s.cluster.vpc_id);
 
     deployed.delete().await.expect("the stack is deleted");
-    assert_eq!(stack::observable_state(&aws, &control).await, before);
-    assert_eq!(stack::ingress_rules(&aws).await, rules_before);
+    assert_eq!(bench.state().await, before);
+    assert_eq!(stack::ingress_rules(aws).await, rules_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_that_fails_midway_rolls_back_to_the_stack_as_it_was() {
-    let aws = AwsBench::start().await;
-    let proxy = FaultProxy::start(aws.endpoint()).await;
-    let control = Control::new(&aws.seeded.control_endpoint);
-    stack::create_cross_account_role(&aws).await;
-    let before = stack::observable_state(&aws, &control).await;
+    let bench = StackBench::start().await;
+    let (aws, control) = (&bench.aws, &bench.control);
+    let before = bench.state().await;
     let s = aws.seeded.clone();
-    let mut deployed =
-        Stack::new(&aws, &proxy, template().await, stack::demo_parameters(&s)).expect("parameters");
-    deployed.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    let mut deployed = bench
+        .stack(template().await, stack::demo_parameters(&s))
+        .expect("parameters");
     deployed.create().await.expect("the stack is created");
-    let rules = stack::ingress_rules(&aws).await;
-    let retention = stack::log_retention(&aws).await;
+    let rules = stack::ingress_rules(aws).await;
+    let retention = stack::log_retention(aws).await;
     // The rules' ids change when they move back; everything else reads as before.
     let outputs_but_rule_ids = |stack: &Stack| {
         let mut outputs = stack.outputs().expect("outputs");
@@ -202,8 +183,8 @@ async fn an_update_that_fails_midway_rolls_back_to_the_stack_as_it_was() {
         reason.starts_with("WorkerCount cannot change"),
         "the update failed for another reason, or its rollback failed: {reason}"
     );
-    assert_eq!(stack::ingress_rules(&aws).await, rules);
-    assert_eq!(stack::log_retention(&aws).await, retention);
+    assert_eq!(stack::ingress_rules(aws).await, rules);
+    assert_eq!(stack::log_retention(aws).await, retention);
     assert_eq!(outputs_but_rule_ids(&deployed), outputs);
     let clusters = control.hopsworks_clusters().await;
     assert_eq!(clusters.len(), 1, "{clusters:?}");
@@ -211,19 +192,17 @@ async fn an_update_that_fails_midway_rolls_back_to_the_stack_as_it_was() {
 
     // The stack is whole again: its Delete leaves the account as it was.
     deployed.delete().await.expect("the stack is deleted");
-    assert_eq!(stack::observable_state(&aws, &control).await, before);
+    assert_eq!(bench.state().await, before);
 }
 
 const NEW_CLUSTER: &str = "hopsworks-new-eks";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_cluster_the_stack_creates_one_uses_it_and_deletes_it_last() {
-    let aws = AwsBench::start().await;
-    let proxy = FaultProxy::start(aws.endpoint()).await;
-    let control = Control::new(&aws.seeded.control_endpoint);
-    stack::create_cross_account_role(&aws).await;
-    let before = stack::observable_state(&aws, &control).await;
-    let account_before = stack::networks_and_clusters(&aws).await;
+    let bench = StackBench::start().await;
+    let (aws, control) = (&bench.aws, &bench.control);
+    let before = bench.state().await;
+    let account_before = stack::networks_and_clusters(aws).await;
     let s = aws.seeded.clone();
     let mut parameters = stack::demo_parameters(&s);
     parameters.extend(changes(&[
@@ -232,8 +211,9 @@ async fn without_a_cluster_the_stack_creates_one_uses_it_and_deletes_it_last() {
         // A new cluster has access entries: no role is needed for aws-auth.
         ("KubernetesRoleArn", ""),
     ]));
-    let mut deployed = Stack::new(&aws, &proxy, template().await, parameters).expect("parameters");
-    deployed.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    let mut deployed = bench
+        .stack(template().await, parameters)
+        .expect("parameters");
     deployed.create().await.expect("the stack is created");
 
     let outputs: std::collections::BTreeMap<String, String> =
@@ -250,25 +230,22 @@ async fn without_a_cluster_the_stack_creates_one_uses_it_and_deletes_it_last() {
     // The ingress rules went onto the new cluster's security group, from the new VPC.
     let group = &outputs["ClusterSecurityGroupId"];
     assert_eq!(
-        stack::ingress_rules_of(&aws, group).await,
+        stack::ingress_rules_of(aws, group).await,
         [
             format!("-1 {group}"),
             "443 10.0.0.0/16".to_owned(),
             "80 10.0.0.0/16".to_owned()
         ]
     );
-    let hopsworks = KubeAs::described(&aws, NEW_CLUSTER, &s.identities.hopsworks).await;
+    let hopsworks = KubeAs::described(aws, NEW_CLUSTER, &s.identities.hopsworks).await;
     assert!(hopsworks.whoami().await.is_ok());
     let clusters = control.hopsworks_clusters().await;
     assert_eq!(clusters.len(), 1, "{clusters:?}");
     assert_eq!(clusters[0]["aws"]["eksClusterName"], NEW_CLUSTER);
     // The seeded cluster was not touched.
-    assert_eq!(
-        stack::observable_state(&aws, &control).await["aws_auth"],
-        before["aws_auth"]
-    );
+    assert_eq!(bench.state().await["aws_auth"], before["aws_auth"]);
 
     deployed.delete().await.expect("the stack is deleted");
-    assert_eq!(stack::observable_state(&aws, &control).await, before);
-    assert_eq!(stack::networks_and_clusters(&aws).await, account_before);
+    assert_eq!(bench.state().await, before);
+    assert_eq!(stack::networks_and_clusters(aws).await, account_before);
 }

@@ -12,11 +12,8 @@
 //! group, access entries) and deletes it last.
 
 use serde_json::{Map, Value, json};
-use system_tests::aws::AwsBench;
-use system_tests::control::Control;
-use system_tests::faults::FaultProxy;
 use system_tests::kube::KubeAs;
-use system_tests::stack::{self, STACK_NAME, Stack};
+use system_tests::stack::{self, STACK_NAME, Stack, StackBench};
 
 /// The name the new-cluster path gives its EKS cluster.
 const NEW_CLUSTER: &str = "hopsworks-eks-new";
@@ -36,12 +33,10 @@ async fn main() {
     println!(
         "Starting the local bench: moto plays AWS, doubles play the Kubernetes API and Hopsworks.ai; nothing leaves this machine…"
     );
-    let aws = AwsBench::start().await;
-    let s = aws.seeded.clone();
-    let proxy = FaultProxy::start(aws.endpoint()).await;
-    let control = Control::new(&s.control_endpoint);
-    stack::create_cross_account_role(&aws).await;
-    control
+    let bench = StackBench::start().await;
+    let s = bench.aws.seeded.clone();
+    bench
+        .control
         .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
         .await;
     let template_path = system_tests::workspace().join("templates/template.yaml");
@@ -56,15 +51,7 @@ async fn main() {
             s.cluster.name, s.hopsworks.instance_profile_name
         );
         let parameters = stack::demo_parameters(&s);
-        ok &= lifecycle(
-            &aws,
-            &proxy,
-            &control,
-            &template,
-            parameters,
-            &s.cluster.name,
-        )
-        .await;
+        ok &= lifecycle(&bench, &template, parameters, &s.cluster.name).await;
     }
     if new {
         println!(
@@ -80,7 +67,7 @@ async fn main() {
         ] {
             parameters.insert(k.to_owned(), json!(v));
         }
-        ok &= lifecycle(&aws, &proxy, &control, &template, parameters, NEW_CLUSTER).await;
+        ok &= lifecycle(&bench, &template, parameters, NEW_CLUSTER).await;
     }
     if !ok {
         std::process::exit(1);
@@ -94,19 +81,18 @@ fn fail(reason: &str) -> ! {
 
 /// Create, show, update, delete; true when the account reads as before afterwards.
 async fn lifecycle(
-    aws: &AwsBench,
-    proxy: &FaultProxy,
-    control: &Control,
+    bench: &StackBench,
     template: &Value,
     parameters: Map<String, Value>,
     cluster: &str,
 ) -> bool {
+    let aws = &bench.aws;
     let s = &aws.seeded;
-    let before = stack::observable_state(aws, control).await;
+    let before = bench.state().await;
     let networks_before = stack::networks_and_clusters(aws).await;
-    let mut stack =
-        Stack::new(aws, proxy, template.clone(), parameters).unwrap_or_else(|e| fail(&e));
-    stack.function_env = vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())];
+    let mut stack = bench
+        .stack(template.clone(), parameters)
+        .unwrap_or_else(|e| fail(&e));
 
     println!(
         "Deploying stack {STACK_NAME} (templates/template.yaml, expanded by aws-sam-translator)\n"
@@ -161,7 +147,7 @@ async fn lifecycle(
             "\nstack {STACK_NAME} could not be deleted: {reason}"
         ));
     }
-    let after = stack::observable_state(aws, control).await;
+    let after = bench.state().await;
     let networks_after = stack::networks_and_clusters(aws).await;
     println!();
     let same = |b: &Value, a: &Value| {
@@ -196,7 +182,7 @@ async fn lifecycle(
         "VPCs, subnets, NAT gateways, addresses, EKS clusters",
         same(&networks_before, &networks_after)
     );
-    let clusters = control.hopsworks_clusters().await;
+    let clusters = bench.control.hopsworks_clusters().await;
     println!(
         "{:<56} {}",
         "Hopsworks clusters",
