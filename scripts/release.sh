@@ -3,8 +3,8 @@
 # release profile, cargo-lambda, one build for all of functions/*.
 #
 # ARCH=host (the default: this machine's, so the bench and the benchmarks can run them) | arm64 |
-# x86_64 | auto (arm64 when the Rust target aarch64-unknown-linux-gnu is installed, else x86_64,
-# saying so: what `make package` builds). arm64 on an x86_64 machine needs that target (`rustup
+# x86_64 | auto (arm64, installing the Rust target aarch64-unknown-linux-gnu with rustup when it is
+# missing; x86_64, saying so, when that fails: what `make package` builds). arm64 on an x86_64 machine needs that target (`rustup
 # target add aarch64-unknown-linux-gnu`); cargo-lambda links through zig (the ziglang wheel in the
 # venv) for both, against an older glibc than provided.al2023's.
 #
@@ -31,7 +31,13 @@ arm64_installed() { rustup target list --installed 2>/dev/null | grep -qx "$arm6
 case $arch in
   host) arch=$host_arch ;;
   auto)
-    if arm64_installed; then
+    # The template asks for arm64 (Graviton): fetch the target when it is missing (rustup, from
+    # static.rust-lang.org); where that cannot be done, build x86_64 and say so.
+    if [[ $host_arch != arm64 ]] && ! arm64_installed; then
+      echo "release: installing the Rust target $arm64_target (rustup target add)" >&2
+      timeout 300 rustup target add "$arm64_target" >&2 || true
+    fi
+    if [[ $host_arch == arm64 ]] || arm64_installed; then
       arch=arm64
     else
       arch=x86_64
