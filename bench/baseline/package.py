@@ -7,6 +7,7 @@ as installed in this venv from the pinned bench/requirements.txt: the same files
 write, compiled bytecode included. awslambdaric is left out (Lambda's Python runtime has its own).
 
     python package.py OUT.zip [--level=9] [--with-boto3]    prints {"zip_bytes": …, "files": …}
+    python package.py OUT.zip [--level=9] --file=PATH:NAME  one file (our bootstraps), the same way
 """
 
 import json
@@ -39,20 +40,23 @@ def closure(names):
 
 def main():
     out, flags = Path(sys.argv[1]), sys.argv[2:]
-    with_boto3 = "--with-boto3" in flags
     level = next((int(f.split("=", 1)[1]) for f in flags if f.startswith("--level=")), 9)
-    names = ["crhelper", "kubernetes"] + (["boto3"] if with_boto3 else [])
-    files = 0
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as z:
-        for handler in ("discovery.py", "aws_auth.py"):
-            z.write(HERE / handler, handler)
+    single = next((f.split("=", 1)[1] for f in flags if f.startswith("--file=")), None)
+    if single is not None:
+        path, name = single.rsplit(":", 1)
+        entries = [(Path(path), name)]
+    else:
+        names = ["crhelper", "kubernetes"] + (["boto3"] if "--with-boto3" in flags else [])
+        entries = [(HERE / h, h) for h in ("discovery.py", "aws_auth.py")]
         for dist in closure(names):
             for f in dist.files or []:
                 path = Path(dist.locate_file(f))
                 if path.is_file() and not str(f).startswith(".."):
-                    z.write(path, str(f))
-                    files += 1
-    print(json.dumps({"zip_bytes": out.stat().st_size, "files": files}))
+                    entries.append((path, str(f)))
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as z:
+        for path, name in entries:
+            z.write(path, name)
+    print(json.dumps({"zip_bytes": out.stat().st_size, "files": len(entries)}))
 
 
 if __name__ == "__main__":

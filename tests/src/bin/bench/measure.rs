@@ -646,22 +646,28 @@ async fn concurrent(b: &Bench, writers: u32, reps: usize, report: &mut Report) {
     );
 }
 
-/// The size of `zip -<level>` of the files, each stored under its name.
-fn zip_bytes(level: u32, files: &[(&std::path::Path, &str)]) -> u64 {
+/// `bench/baseline/package.py OUT.zip --level=<level> <args>`: the zip's size and file count.
+/// Ours and the baseline's are deflated by the same code (Python's zipfile).
+fn package(level: u32, args: &[String]) -> (u64, Value) {
     let dir = tempfile::tempdir().expect("temp dir");
-    for (path, name) in files {
-        std::fs::copy(path, dir.path().join(name)).expect("copy into the package");
-    }
     let zip = dir.path().join("package.zip");
-    let status = Command::new("zip")
-        .current_dir(dir.path())
-        .arg(format!("-q{level}X"))
+    let out = Command::new(crate::functions::baseline_python())
+        .arg(system_tests::workspace().join("bench/baseline/package.py"))
         .arg(&zip)
-        .args(files.iter().map(|(_, n)| *n))
-        .status()
-        .expect("zip runs (apt-get install zip)");
-    assert!(status.success(), "zip failed");
-    std::fs::metadata(&zip).map(|m| m.len()).unwrap_or_default()
+        .arg(format!("--level={level}"))
+        .args(args)
+        .output()
+        .expect("the baseline venv's python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("package.py prints JSON");
+    (
+        v["zip_bytes"].as_u64().unwrap_or_default(),
+        v["files"].clone(),
+    )
 }
 
 fn deployment_size(level: u32, report: &mut Report) {
@@ -673,7 +679,7 @@ fn deployment_size(level: u32, report: &mut Report) {
         let binary = std::fs::metadata(&path)
             .map(|m| m.len())
             .unwrap_or_default();
-        let zip = zip_bytes(level, &[(path.as_path(), "bootstrap")]);
+        let (zip, _) = package(level, &[format!("--file={}:bootstrap", path.display())]);
         rows.push(vec![
             format!("`{bin}`"),
             format!("{:.2}", mb(binary)),
@@ -684,30 +690,17 @@ fn deployment_size(level: u32, report: &mut Report) {
             json!({"binary_bytes": binary, "zip_bytes": zip}),
         );
     }
-    let script = system_tests::workspace().join("bench/baseline/package.py");
     for (label, extra) in [
         (
             "baseline (crhelper + kubernetes; boto3 from the runtime)",
-            None,
+            vec![],
         ),
-        ("baseline with boto3 packaged too", Some("--with-boto3")),
+        (
+            "baseline with boto3 packaged too",
+            vec!["--with-boto3".to_owned()],
+        ),
     ] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let zip = dir.path().join("baseline.zip");
-        let out = Command::new(crate::functions::baseline_python())
-            .arg(&script)
-            .arg(&zip)
-            .arg(format!("--level={level}"))
-            .args(extra)
-            .output()
-            .expect("the baseline venv's python runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).expect("package.py prints JSON");
-        let bytes = v["zip_bytes"].as_u64().unwrap_or_default();
+        let (bytes, files) = package(level, &extra);
         rows.push(vec![
             label.to_owned(),
             "—".to_owned(),
@@ -715,14 +708,14 @@ fn deployment_size(level: u32, report: &mut Report) {
         ]);
         figures.insert(
             label.to_owned(),
-            json!({"zip_bytes": bytes, "files": v["files"]}),
+            json!({"zip_bytes": bytes, "files": files}),
         );
     }
     let text = format!(
-        "Each function's upload: the binary as `bootstrap`, `zip -{level}` (goal: at most 6 MB). \
-         The baseline's: both handlers and every file of its dependencies as `pip install -t` \
-         lays them out (bench/baseline/package.py), deflated at level {level}. MB = 10^6 \
-         bytes.\n\n{}",
+        "Each function's upload: the binary as `bootstrap`, deflated at level {level} \
+         (goal: at most 6 MB). The baseline's: both handlers and every file of its dependencies \
+         as `pip install -t` lays them out, deflated the same way (bench/baseline/package.py \
+         does both). MB = 10^6 bytes.\n\n{}",
         table(&["package", "binary MB", "zip MB"], &rows)
     );
     report.section(

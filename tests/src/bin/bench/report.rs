@@ -7,6 +7,7 @@ use std::process::Command;
 
 #[derive(Default)]
 pub struct Report {
+    header: String,
     markdown: String,
     json: Map<String, Value>,
 }
@@ -62,7 +63,7 @@ impl Report {
         let m = machine();
         let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
         let _ = write!(
-            self.markdown,
+            self.header,
             "# Benchmarks: our Rust functions against the Python baseline\n\n\
              Written by `make bench` (`tests/src/bin/bench/`); do not edit by hand.\n\n\
              - **date**: {date}\n\
@@ -103,13 +104,82 @@ impl Report {
         eprintln!("bench: {title} done");
     }
 
+    /// The goals, judged from the figures measured (medians; the sections have min and max).
+    fn summary(&self) -> String {
+        let j = &self.json;
+        let median = |v: &Value| v["median"].as_f64().unwrap_or(f64::NAN);
+        let mut rows = Vec::new();
+        if let Some(ratios) = j["start_up"]["times_faster"].as_object() {
+            let text: Vec<String> = ratios
+                .iter()
+                .map(|(f, r)| format!("{f} {:.0}×", median(r)))
+                .collect();
+            rows.push(vec![
+                "start-up, × faster than the baseline".to_owned(),
+                "≥ 50×".to_owned(),
+                text.join(", "),
+            ]);
+        }
+        if let Some(rss) = j["peak_rss"].as_object() {
+            let text: Vec<String> = [("discovery", "discovery"), ("aws-auth mapping", "aws-auth")]
+                .iter()
+                .filter_map(|(op, short)| {
+                    let ours = median(rss.get(&format!("{op}: ours"))?);
+                    let theirs = median(rss.get(&format!("{op}: baseline"))?);
+                    Some(format!(
+                        "{short} {ours:.1} vs {theirs:.1} MiB (1/{:.1})",
+                        theirs / ours
+                    ))
+                })
+                .collect();
+            rows.push(vec![
+                "peak RSS of one invocation".to_owned(),
+                "≤ 1/5".to_owned(),
+                text.join("; "),
+            ]);
+        }
+        if let Some(sizes) = j["deployment_size"].as_object() {
+            let text: Vec<String> = sizes
+                .iter()
+                .map(|(name, v)| {
+                    let mb = v["zip_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6;
+                    format!("{name} {mb:.1} MB")
+                })
+                .collect();
+            rows.push(vec![
+                "deployment zip".to_owned(),
+                "≤ 6 MB".to_owned(),
+                text.join(", "),
+            ]);
+        }
+        let lost: usize = ["scale", "concurrent_writers"]
+            .iter()
+            .filter_map(|k| j[*k]["lost"].as_object())
+            .flat_map(|m| m.values())
+            .map(|v| v.as_array().map_or(0, Vec::len))
+            .sum();
+        if j.contains_key("scale") {
+            rows.push(vec![
+                "aws-auth entries lost (scale, concurrent writers; ours and the baseline)"
+                    .to_owned(),
+                "0".to_owned(),
+                lost.to_string(),
+            ]);
+        }
+        format!(
+            "## Summary\n\n{}\n",
+            table(&["metric", "goal", "measured (median)"], &rows)
+        )
+    }
+
     pub fn write(&self, o: &Options) {
         for path in [&o.out, &o.json] {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
         }
-        std::fs::write(&o.out, &self.markdown).expect("write the Markdown report");
+        let text = format!("{}{}{}", self.header, self.summary(), self.markdown);
+        std::fs::write(&o.out, text).expect("write the Markdown report");
         let json = serde_json::to_string_pretty(&self.json).unwrap_or_default();
         std::fs::write(&o.json, json).expect("write the JSON report");
         eprintln!("bench: wrote {} and {}", o.out.display(), o.json.display());
