@@ -136,6 +136,11 @@ pub fn render(envelope: &Envelope, response: &Response) -> Rendered {
             }
         }
         bytes = with_prefix(fits);
+        // Data that fits alone can leave no room for even an empty Reason: then there is none
+        // (only a SUCCESS carries Data, and a SUCCESS needs no Reason).
+        if bytes.len() > MAX_BODY_BYTES {
+            bytes = serialize(status, None, data);
+        }
     }
     Rendered {
         status,
@@ -232,6 +237,34 @@ mod tests {
         assert!(cut.ends_with(ELLIPSIS));
         // 3 bytes of text are 4 bytes of JSON here: the body is full, not cut short.
         assert!(cut.len() > 2700, "cut far more than needed: {}", cut.len());
+    }
+
+    #[test]
+    fn data_that_fills_the_body_leaves_out_the_reason_rather_than_overflow() {
+        let response = |value_len: usize, reason: Option<&str>| Response {
+            status: Status::Success,
+            reason: reason.map(str::to_owned),
+            physical_id: "id-1".into(),
+            data: BTreeMap::from([("K".to_owned(), "x".repeat(value_len))]),
+            no_echo: false,
+        };
+        // Data that leaves 5 bytes: too few for `"Reason":"",`.
+        let base = render(&envelope(), &response(0, None)).body.len();
+        let value_len = MAX_BODY_BYTES - 5 - base;
+        assert_eq!(
+            render(&envelope(), &response(value_len, None)).body.len(),
+            MAX_BODY_BYTES - 5
+        );
+        let rendered = render(&envelope(), &response(value_len, Some("a reason")));
+        assert!(
+            rendered.body.len() <= MAX_BODY_BYTES,
+            "{}",
+            rendered.body.len()
+        );
+        assert_eq!(rendered.status, Status::Success);
+        let body = parse(&rendered);
+        assert_eq!(body["Data"]["K"].as_str().map(str::len), Some(value_len));
+        assert!(body.get("Reason").is_none());
     }
 
     proptest! {
