@@ -790,13 +790,7 @@ impl<'a> Stack<'a> {
         let document = p["PolicyDocument"].to_string();
         let mut script = "iam = client('iam')\n".to_owned();
         for t in policy_targets(p) {
-            script.push_str(&format!(
-                "iam.put_{kind}_policy({kind_title}Name={principal:?}, PolicyName={policy:?}, PolicyDocument={document:?})\n",
-                kind = t.kind,
-                kind_title = if t.kind == "role" { "Role" } else { "User" },
-                principal = t.principal,
-                policy = t.policy,
-            ));
+            script.push_str(&t.call("put", &format!(", PolicyDocument={document:?}")));
         }
         self.py(&script).await?;
         Ok(Deployed {
@@ -814,13 +808,7 @@ impl<'a> Stack<'a> {
     async fn delete_policy_targets(&self, targets: &[PolicyTarget]) -> Result<(), String> {
         let mut script = "iam = client('iam')\n".to_owned();
         for t in targets {
-            script.push_str(&format!(
-                "iam.delete_{kind}_policy({kind_title}Name={principal:?}, PolicyName={policy:?})\n",
-                kind = t.kind,
-                kind_title = if t.kind == "role" { "Role" } else { "User" },
-                principal = t.principal,
-                policy = t.policy,
-            ));
+            script.push_str(&t.call("delete", ""));
         }
         self.py(&script).await
     }
@@ -1236,6 +1224,23 @@ struct PolicyTarget {
     kind: &'static str,
     principal: String,
     policy: String,
+}
+
+impl PolicyTarget {
+    /// The boto3 line for IAM's `<verb>_{role,user}_policy` on this target, `extra` arguments after.
+    fn call(&self, verb: &str, extra: &str) -> String {
+        let principal_key = if self.kind == "role" {
+            "RoleName"
+        } else {
+            "UserName"
+        };
+        format!(
+            "iam.{verb}_{kind}_policy({principal_key}={principal:?}, PolicyName={policy:?}{extra})\n",
+            kind = self.kind,
+            principal = self.principal,
+            policy = self.policy,
+        )
+    }
 }
 
 fn policy_targets(p: &Value) -> Vec<PolicyTarget> {
