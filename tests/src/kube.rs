@@ -150,3 +150,19 @@ impl KubeAs {
         panic!("no write got through in 200 attempts")
     }
 }
+
+/// Other clients of aws-auth (as the cluster's creator), each appending its own role with
+/// read-modify-write and retries; each task gives its number of attempts.
+pub fn spawn_writers(s: &Seeded, ids: std::ops::Range<u32>) -> Vec<tokio::task::JoinHandle<u32>> {
+    ids.map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let admin = KubeAs::new(&s, &s.cluster.name, &s.identities.creator);
+            let entry = format!(
+                "- rolearn: arn:aws:iam::123456789012:role/writer-{i}\n  username: writer-{i}\n  groups:\n  - team\n"
+            );
+            admin.append_map_role(&entry).await
+        })
+    })
+    .collect()
+}

@@ -7,7 +7,7 @@ use system_tests::aws::AwsBench;
 use system_tests::cloudformation::{Answer, Player};
 use system_tests::control::Control;
 use system_tests::faults::FaultProxy;
-use system_tests::kube::KubeAs;
+use system_tests::kube::{KubeAs, spawn_writers};
 use system_tests::lambda::LambdaFunction;
 
 const TYPE: &str = "Custom::EksAccess";
@@ -288,24 +288,6 @@ async fn one_eks_cluster_serves_one_hopsworks_stack() {
         "arn:aws:cloudformation:us-east-2:123456789012:stack/other-hopsworks/0b1c".to_owned();
     let answer = second.create(LOGICAL, b.props()).await;
     assert_failed(&answer, "already used by Hopsworks stack hopsworks-eks");
-}
-
-/// Other clients of aws-auth, each appending its own role with read-modify-write and retries.
-fn spawn_writers(
-    s: &system_tests::aws::Seeded,
-    ids: std::ops::Range<u32>,
-) -> Vec<tokio::task::JoinHandle<u32>> {
-    ids.map(|i| {
-        let s = s.clone();
-        tokio::spawn(async move {
-            let admin = KubeAs::new(&s, &s.cluster.name, &s.identities.creator);
-            let entry = format!(
-                "- rolearn: arn:aws:iam::123456789012:role/writer-{i}\n  username: writer-{i}\n  groups:\n  - team\n"
-            );
-            admin.append_map_role(&entry).await
-        })
-    })
-    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Instant;
-use system_tests::kube::KubeAs;
+use system_tests::kube::spawn_writers;
 use system_tests::lambda::LambdaFunction;
 
 const MIB: f64 = 1024.0;
@@ -198,15 +198,7 @@ async fn invocations(b: &Bench, o: &Options, report: &mut Report) -> First {
             let id = mapped.answer.physical_id.clone();
             costs.record(key, &mapped);
             keep(&mut first, i, key, mapped);
-            let unmapped = b
-                .invoke(
-                    function,
-                    EKS_ACCESS,
-                    Op::Delete(&id, b.eks_access_props()),
-                    false,
-                )
-                .await;
-            assert!(unmapped.answer.is_success(), "{}", unmapped.answer.reason);
+            let unmapped = unmap(b, function, &id).await;
             keep(&mut first, i, unmap_key, unmapped);
         }
     }
@@ -328,6 +320,15 @@ async fn cold_create(
         f.config().name,
         run.answer.reason
     );
+    run
+}
+
+/// The Delete of the mapping `id` made (warm), which must succeed.
+async fn unmap(b: &Bench, f: &LambdaFunction, id: &str) -> Invocation {
+    let run = b
+        .invoke(f, EKS_ACCESS, Op::Delete(id, b.eks_access_props()), false)
+        .await;
+    assert!(run.answer.is_success(), "{}", run.answer.reason);
     run
 }
 
@@ -491,15 +492,7 @@ async fn scale(b: &Bench, sizes: &[usize], reps: usize, report: &mut Report) {
                 time.push(&key, ms(run.end_to_end));
                 rss.push(&key, run.vm_hwm_kib as f64 / MIB);
                 let id = run.answer.physical_id.clone();
-                let unmapped = b
-                    .invoke(
-                        function,
-                        EKS_ACCESS,
-                        Op::Delete(&id, b.eks_access_props()),
-                        false,
-                    )
-                    .await;
-                assert!(unmapped.answer.is_success(), "{}", unmapped.answer.reason);
+                unmap(b, function, &id).await;
                 let restored = b.map_roles().await;
                 let exact = restored_exactly.entry(key.clone()).or_insert(true);
                 *exact &= restored == map;
@@ -574,18 +567,7 @@ async fn concurrent(b: &Bench, writers: u32, reps: usize, report: &mut Report) {
             b.control.set_map_roles(b.cluster(), &original).await;
             function.stop().await;
             let started = Instant::now();
-            let tasks: Vec<_> = (0..writers)
-                .map(|i| {
-                    let s = s.clone();
-                    tokio::spawn(async move {
-                        let admin = KubeAs::new(&s, &s.cluster.name, &s.identities.creator);
-                        let entry = format!(
-                            "- rolearn: arn:aws:iam::123456789012:role/writer-{i}\n  username: writer-{i}\n  groups:\n  - team\n"
-                        );
-                        admin.append_map_role(&entry).await
-                    })
-                })
-                .collect();
+            let tasks = spawn_writers(&s, 0..writers);
             let run = cold_create(b, function, EKS_ACCESS, b.eks_access_props()).await;
             let mut attempts = 0;
             for t in tasks {
@@ -605,15 +587,7 @@ async fn concurrent(b: &Bench, writers: u32, reps: usize, report: &mut Report) {
                 .or_default()
                 .extend(missing);
             let id = run.answer.physical_id.clone();
-            let unmapped = b
-                .invoke(
-                    function,
-                    EKS_ACCESS,
-                    Op::Delete(&id, b.eks_access_props()),
-                    false,
-                )
-                .await;
-            assert!(unmapped.answer.is_success(), "{}", unmapped.answer.reason);
+            unmap(b, function, &id).await;
         }
     }
     b.control.set_map_roles(b.cluster(), &original).await;
