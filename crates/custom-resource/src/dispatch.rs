@@ -12,12 +12,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, info_span, warn};
 
-/// Prefix of the physical id answered for a Create that failed before it made anything.
-/// CloudFormation's rollback then sends a Delete with this id, which is answered at once.
+/// Prefix of the physical id answered for a Create that failed before it knew of anything it
+/// made. CloudFormation's rollback then sends a Delete with this id; the resource's Delete still
+/// runs and removes whatever it owns ([`crate::Owner`]), since the Create may have made something
+/// whose answer was lost.
 pub const FAILED_CREATE_PREFIX: &str = "failed-create:";
 
-/// The most the framework keeps back before Lambda's deadline to answer FAILED in time.
-const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(5);
+/// The most the framework keeps back before Lambda's deadline to answer FAILED in time: room for
+/// a few attempts of the response PUT ([`Sender::send`] sizes them to what is left).
+const MAX_SAFETY_MARGIN: Duration = Duration::from_secs(10);
+/// Kept back from Lambda's own deadline for the end of the invocation (the runtime's report).
+const KILL_SLACK: Duration = Duration::from_millis(250);
 
 /// How a function hands a request on to a new invocation of itself ([`Progress::Continue`]).
 pub trait Reinvoke: Send + Sync {
@@ -53,7 +58,8 @@ pub async fn handle<R: CustomResource>(
     reinvoke: &impl Reinvoke,
     event: LambdaEvent<Value>,
 ) -> Result<(), lambda_runtime::Error> {
-    let answer_by = answer_by(event.context.deadline);
+    let kill_at = lambda_deadline(event.context.deadline);
+    let answer_by = answer_by(kill_at);
     let aws_request_id = event.context.request_id;
     let function_arn = event.context.invoked_function_arn;
     let (reply, request) = match request::parse(event.payload) {
@@ -69,7 +75,7 @@ pub async fn handle<R: CustomResource>(
         }) => {
             let span = span(&reply, "unknown", &aws_request_id);
             let id = physical_id.unwrap_or_else(|| failed_create_id(&reply));
-            return answer(sender, *reply, Response::failed(id, reason))
+            return answer(sender, *reply, Response::failed(id, reason), kill_at)
                 .instrument(span)
                 .await;
         }
@@ -88,13 +94,21 @@ pub async fn handle<R: CustomResource>(
             Ending::Continue(state) => {
                 let payload =
                     reply.continuation(state, request.continued.as_ref(), ctx.first_started());
-                match reinvoke.reinvoke(&function_arn, payload).await {
+                // Bounded by the answer's time, so that a hung call still leaves the margin to
+                // answer FAILED.
+                let handed = tokio::time::timeout_at(
+                    ctx.answer_by(),
+                    reinvoke.reinvoke(&function_arn, payload),
+                )
+                .await
+                .unwrap_or_else(|_| Err("lambda:Invoke did not answer in time".to_owned()));
+                match handed {
                     Ok(()) => {
                         info!(step = %ctx.current_step(), "continuing in a new invocation");
                         return Ok(()); // the Reply went with the payload: the next invocation answers
                     }
                     Err(why) => Response::failed(
-                        fallback_id(&request, &reply),
+                        fallback_id(&request, &reply, &ctx),
                         format!(
                             "could not continue in a new invocation while {}: {why}",
                             ctx.current_step()
@@ -103,7 +117,7 @@ pub async fn handle<R: CustomResource>(
                 }
             }
         };
-        answer(sender, reply, response).await
+        answer(sender, reply, response, kill_at).await
     }
     .instrument(span)
     .await
@@ -127,11 +141,8 @@ async fn run<R: CustomResource>(
     reply: &Reply,
     ctx: &Context,
 ) -> Ending {
-    if let Action::Delete { physical_id } = &request.action
-        && physical_id.starts_with(FAILED_CREATE_PREFIX)
-    {
-        info!("Delete after a Create that made nothing: nothing to do");
-        return Ending::Answer(success(Outcome::new(physical_id.clone())));
+    if request.action.physical_id().is_some() && request.known_physical_id().is_none() {
+        info!("Delete after a Create that answered no id: cleaning up what this resource owns");
     }
     let work = async {
         match &request.action {
@@ -170,14 +181,14 @@ async fn run<R: CustomResource>(
             success(outcome)
         }
         Ok(Progress::Done(outcome)) if outcome.physical_id.trim().is_empty() => Response::failed(
-            fallback_id(request, reply),
+            fallback_id(request, reply, ctx),
             "internal error: the provider returned an empty physical id",
         ),
         Ok(Progress::Done(outcome)) => success(outcome),
         Err(failure) => {
             let id = failure
                 .physical_id
-                .unwrap_or_else(|| fallback_id(request, reply));
+                .unwrap_or_else(|| fallback_id(request, reply, ctx));
             Response::failed(id, failure.reason)
         }
     })
@@ -193,12 +204,14 @@ fn success(outcome: Outcome) -> Response {
     }
 }
 
-/// The id to answer a failure with: the one the resource already has, or the marker on Create.
-fn fallback_id(request: &Request, reply: &Reply) -> String {
+/// The id to answer a failure with: the one the resource already has; on Create, the one the
+/// handler recorded ([`Context::record_physical_id`]), else the marker.
+fn fallback_id(request: &Request, reply: &Reply, ctx: &Context) -> String {
     request
         .action
         .physical_id()
         .map(str::to_owned)
+        .or_else(|| ctx.recorded_physical_id())
         .unwrap_or_else(|| failed_create_id(reply))
 }
 
@@ -214,6 +227,7 @@ async fn answer(
     sender: &Sender,
     reply: Reply,
     response: Response,
+    kill_at: Instant,
 ) -> Result<(), lambda_runtime::Error> {
     let rendered = response::render(reply.envelope(), &response);
     match rendered.status {
@@ -224,7 +238,7 @@ async fn answer(
             "answering FAILED"
         ),
     }
-    match sender.send(reply, &rendered).await {
+    match sender.send(reply, &rendered, kill_at).await {
         Delivery::Delivered { .. } | Delivery::Rejected { .. } => Ok(()),
         Delivery::Undelivered { last_error, .. } => {
             Err(format!("response not delivered: {last_error}").into())
@@ -232,14 +246,20 @@ async fn answer(
     }
 }
 
-/// When to answer FAILED at the latest: a margin before Lambda's deadline (epoch milliseconds),
-/// at most [`MAX_SAFETY_MARGIN`] and a fifth of the time left, so short timeouts still get work done.
-fn answer_by(deadline_ms: u64) -> Instant {
+/// Lambda's deadline (epoch milliseconds) as an [`Instant`], less [`KILL_SLACK`].
+fn lambda_deadline(deadline_ms: u64) -> Instant {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
     let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + left.saturating_sub(KILL_SLACK)
+}
+
+/// When to answer FAILED at the latest: a margin before `kill_at`, at most [`MAX_SAFETY_MARGIN`]
+/// and a fifth of the time left, so short timeouts still get work done.
+fn answer_by(kill_at: Instant) -> Instant {
+    let left = kill_at.saturating_duration_since(Instant::now());
     let margin = (left / 5).min(MAX_SAFETY_MARGIN);
-    Instant::now() + left.saturating_sub(margin)
+    kill_at - margin
 }

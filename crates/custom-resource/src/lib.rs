@@ -8,6 +8,7 @@ pub mod aws;
 mod dispatch;
 mod lifecycle;
 pub mod logging;
+mod owner;
 mod properties;
 mod request;
 mod response;
@@ -15,6 +16,7 @@ mod sender;
 
 pub use dispatch::{FAILED_CREATE_PREFIX, NoReinvoke, Reinvoke, handle};
 pub use lifecycle::{Context, Continued, CustomResource, Failure, Outcome, Progress};
+pub use owner::{OWNER_TAG, Owner, stack_name};
 pub use properties::{Properties, PropertyEnum, PropertyError};
 pub use request::{Action, CONTINUATION_KEY, Envelope, Reply, Request, ResponseUrl};
 pub use response::{MAX_BODY_BYTES, MAX_PHYSICAL_ID_BYTES, Status};

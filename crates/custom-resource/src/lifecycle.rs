@@ -122,6 +122,7 @@ impl<E: std::error::Error> From<E> for Failure {
 #[derive(Debug, Clone)]
 pub struct Context {
     step: Arc<Mutex<Cow<'static, str>>>,
+    physical_id: Arc<Mutex<Option<String>>>,
     started: Instant,
     deadline: Instant,
     continued: Option<Continued>,
@@ -138,9 +139,15 @@ pub struct Continued {
 }
 
 impl Context {
+    /// A context whose answer is due at `deadline`, for calling handlers directly in tests.
+    pub fn with_deadline(deadline: Instant) -> Self {
+        Self::new(deadline, None)
+    }
+
     pub(crate) fn new(deadline: Instant, continued: Option<Continued>) -> Self {
         Self {
             step: Arc::new(Mutex::new(Cow::Borrowed("starting"))),
+            physical_id: Arc::new(Mutex::new(None)),
             started: Instant::now(),
             deadline,
             continued,
@@ -179,6 +186,29 @@ impl Context {
             .lock()
             .map(|s| s.to_string())
             .unwrap_or_else(|_| "an unknown step".to_owned())
+    }
+
+    /// Record the physical id of what this Create is making, as soon as it is known (before the
+    /// call that makes it, when the id is chosen rather than given). Every later way this
+    /// invocation can end without the handler's own answer (timeout, panic, a failed hand-over,
+    /// an error without an id of its own) answers with it, so the rollback Delete gets it.
+    pub fn record_physical_id(&self, id: impl Into<String>) {
+        let id = id.into();
+        info!(physical_id = %id, "physical id recorded");
+        if let Ok(mut recorded) = self.physical_id.lock() {
+            *recorded = Some(id);
+        }
+    }
+
+    /// The id recorded with [`Context::record_physical_id`], if any.
+    pub fn recorded_physical_id(&self) -> Option<String> {
+        self.physical_id.lock().ok().and_then(|id| id.clone())
+    }
+
+    /// How long one call may take: at most `cap`, and never past the time the framework must
+    /// answer, so that no single call outlives the invocation's answer.
+    pub fn call_budget(&self, cap: Duration) -> Duration {
+        self.remaining().min(cap)
     }
 
     pub fn elapsed(&self) -> Duration {

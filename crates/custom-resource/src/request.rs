@@ -131,6 +131,18 @@ pub struct Request {
     pub continued: Option<Continued>,
 }
 
+impl Request {
+    /// The id CloudFormation holds for the resource: none on Create, and none for the
+    /// failed-create marker, which says the Create's answer knew of nothing it made. A Delete
+    /// must then clean up by ownership ([`crate::Owner`]): the Create may have made something
+    /// before its answer was lost.
+    pub fn known_physical_id(&self) -> Option<&str> {
+        self.action
+            .physical_id()
+            .filter(|id| !id.starts_with(crate::FAILED_CREATE_PREFIX))
+    }
+}
+
 /// Why an event could not be parsed.
 #[derive(Debug)]
 pub enum ParseError {

@@ -3,6 +3,7 @@
 use crate::request::Reply;
 use crate::response::{Rendered, Status};
 use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// How the PUT ended.
@@ -45,6 +46,26 @@ impl RetryPolicy {
     }
 }
 
+/// The longest one PUT attempt may take (S3 answers in well under a second).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An attempt with less time than this is not started.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+
+/// How long the next attempt may take with `left` before the deadline: half of it (so a stalled
+/// attempt leaves room for one more), all of it when little is left, never more than
+/// [`ATTEMPT_TIMEOUT`]; `None` when there is no time for an attempt.
+fn attempt_budget(left: Duration) -> Option<Duration> {
+    if left < MIN_ATTEMPT {
+        return None;
+    }
+    let share = if left >= Duration::from_secs(2) {
+        left / 2
+    } else {
+        left
+    };
+    Some(share.min(ATTEMPT_TIMEOUT))
+}
+
 /// Sends responses. Built once per process and shared by every invocation.
 #[derive(Debug, Clone)]
 pub struct Sender {
@@ -56,21 +77,34 @@ impl Sender {
     pub fn new(retry: RetryPolicy) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
+            .timeout(ATTEMPT_TIMEOUT)
             .build()?;
         Ok(Self { http, retry })
     }
 
-    /// PUT the body; consumes the [`Reply`], so a request cannot be answered twice.
-    pub async fn send(&self, reply: Reply, rendered: &Rendered) -> Delivery {
+    /// PUT the body before `until` (Lambda's deadline); consumes the [`Reply`], so a request
+    /// cannot be answered twice. Attempts are sized to the time left: each may take at most half
+    /// of it (and [`ATTEMPT_TIMEOUT`]), so a stalled first attempt leaves room for another.
+    pub async fn send(&self, reply: Reply, rendered: &Rendered, until: Instant) -> Delivery {
         let mut last_error = String::new();
+        let mut attempts = 0;
         for attempt in 1..=self.retry.attempts {
             if attempt > 1 {
-                tokio::time::sleep(self.retry.delay(attempt - 2)).await;
+                let delay = self.retry.delay(attempt - 2);
+                if Instant::now() + delay + MIN_ATTEMPT > until {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
             }
+            let Some(budget) = attempt_budget(until.saturating_duration_since(Instant::now()))
+            else {
+                break;
+            };
+            attempts = attempt;
             let result = self
                 .http
                 .put(reply.url.expose().clone())
+                .timeout(budget)
                 // The URL is signed without a Content-Type: any other value makes S3 answer 403.
                 .header(reqwest::header::CONTENT_TYPE, "")
                 .body(rendered.body.clone())
@@ -104,14 +138,17 @@ impl Sender {
             }
             warn!(attempt, error = %last_error, url = %reply.url, "response PUT failed");
         }
+        if attempts == 0 {
+            last_error = "no time left before the function's deadline".to_owned();
+        }
         error!(
-            attempts = self.retry.attempts,
+            attempts,
             error = %last_error,
             url = %reply.url,
             "could not deliver the response to CloudFormation"
         );
         Delivery::Undelivered {
-            attempts: self.retry.attempts,
+            attempts,
             last_error,
         }
     }
@@ -214,7 +251,7 @@ mod tests {
     async fn puts_with_empty_content_type_and_exact_length() {
         let (url, seen) = receiver(vec![]).await;
         assert_eq!(
-            fast().send(reply(&url), &body()).await,
+            fast().send(reply(&url), &body(), later()).await,
             Delivery::Delivered { attempts: 1 }
         );
         let seen = seen.lock().unwrap();
@@ -226,7 +263,7 @@ mod tests {
     async fn retries_5xx_then_delivers() {
         let (url, seen) = receiver(vec![500, 503]).await;
         assert_eq!(
-            fast().send(reply(&url), &body()).await,
+            fast().send(reply(&url), &body(), later()).await,
             Delivery::Delivered { attempts: 3 }
         );
         assert_eq!(seen.lock().unwrap().statuses, [500, 503, 200]);
@@ -236,7 +273,7 @@ mod tests {
     async fn never_retries_4xx() {
         let (url, seen) = receiver(vec![403, 403]).await;
         assert_eq!(
-            fast().send(reply(&url), &body()).await,
+            fast().send(reply(&url), &body(), later()).await,
             Delivery::Rejected { status: 403 }
         );
         assert_eq!(seen.lock().unwrap().statuses, [403]);
@@ -249,7 +286,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let url = format!("http://127.0.0.1:{port}/r?X-Amz-Signature=SECRET");
-        match fast().send(reply(&url), &body()).await {
+        match fast().send(reply(&url), &body(), later()).await {
             Delivery::Undelivered {
                 attempts,
                 last_error,
@@ -259,6 +296,66 @@ mod tests {
             }
             other => panic!("expected Undelivered, got {other:?}"),
         }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[test]
+    fn attempts_fit_the_time_left() {
+        assert_eq!(attempt_budget(Duration::from_secs(60)), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(
+            attempt_budget(Duration::from_secs(8)),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            attempt_budget(Duration::from_millis(1500)),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(attempt_budget(Duration::from_millis(50)), None);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_put_is_cut_short_and_retried_before_the_deadline() {
+        // The first PUT never answers; the deadline is 3 s away: the first attempt gets 1.5 s,
+        // the second gets through.
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        let app = Router::new().route(
+            "/r",
+            put(move || {
+                let flag = flag.clone();
+                async move {
+                    if !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{addr}/r?X-Amz-Signature=s");
+        let started = Instant::now();
+        let until = started + Duration::from_secs(3);
+        assert_eq!(
+            fast().send(reply(&url), &body(), until).await,
+            Delivery::Delivered { attempts: 2 }
+        );
+        assert!(Instant::now() < until);
+    }
+
+    #[tokio::test]
+    async fn no_attempt_is_started_without_time_for_it() {
+        let (url, seen) = receiver(vec![]).await;
+        let delivery = fast().send(reply(&url), &body(), Instant::now()).await;
+        assert!(
+            matches!(delivery, Delivery::Undelivered { attempts: 0, .. }),
+            "{delivery:?}"
+        );
+        assert!(seen.lock().unwrap().statuses.is_empty());
     }
 
     #[test]
