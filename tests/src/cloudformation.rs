@@ -40,6 +40,8 @@ struct Receipts {
     puts: Vec<Put>,
     /// Status codes to answer with before accepting (fault injection), consumed in order.
     script: Vec<u16>,
+    /// How many of the next PUTs hang without an answer (a stalled S3 connection).
+    stalls: usize,
 }
 
 /// The ResponseURL server.
@@ -87,6 +89,13 @@ impl Receiver {
         }
     }
 
+    /// The next `count` PUTs get no answer at all: the connection stalls, as a network path can.
+    pub fn stall_next(&self, count: usize) {
+        if let Ok(mut r) = self.state.0.lock() {
+            r.stalls += count;
+        }
+    }
+
     pub fn puts_for(&self, request_id: &str) -> Vec<Put> {
         self.state
             .0
@@ -128,6 +137,16 @@ async fn receive(
     body: axum::body::Bytes,
 ) -> StatusCode {
     let (lock, notify) = &*state;
+    let stalled = {
+        let mut receipts = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let stall = receipts.stalls > 0;
+        receipts.stalls = receipts.stalls.saturating_sub(1);
+        stall
+    };
+    if stalled {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return StatusCode::GATEWAY_TIMEOUT;
+    }
     let mut receipts = match lock.lock() {
         Ok(r) => r,
         Err(e) => e.into_inner(),

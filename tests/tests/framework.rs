@@ -46,7 +46,7 @@ async fn success_is_answered_once_with_data_and_logs_are_json_with_ids() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_create_answers_a_marker_id_and_the_rollback_delete_succeeds_untouched() {
+async fn failed_create_answers_a_marker_id_and_the_rollback_delete_still_cleans_up() {
     let function = probe(Duration::from_secs(10));
     let cfn = Player::new(&function, "Custom::Probe").await;
     let failed = cfn
@@ -61,7 +61,8 @@ async fn failed_create_answers_a_marker_id_and_the_rollback_delete_succeeds_unto
         "{}",
         failed.physical_id
     );
-    // The rollback Delete carries the same properties: the probe would fail again if it ran.
+    // The rollback Delete reaches the resource even with the marker: the Create may have made
+    // something before its answer was lost, and only the resource can find what it owns.
     let rollback = cfn
         .delete(
             "Probe",
@@ -71,6 +72,49 @@ async fn failed_create_answers_a_marker_id_and_the_rollback_delete_succeeds_unto
         .await;
     assert!(rollback.is_success(), "{rollback:?}");
     assert_eq!(rollback.physical_id, failed.physical_id);
+    let ran = function
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("probe delete of"))
+        .collect::<Vec<_>>();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert!(ran[0].contains(&failed.physical_id), "{}", ran[0]);
+    assert!(ran[0].contains("known []"), "{}", ran[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_id_is_answered_on_error_panic_and_timeout() {
+    let function = probe(Duration::from_secs(4));
+    let cfn = Player::new(&function, "Custom::Probe").await;
+    for (case, props) in [
+        ("error", json!({"RecordId": "made-1", "FailWith": "it broke after the POST"})),
+        ("panic", json!({"RecordId": "made-1", "Panic": "true"})),
+        ("timeout", json!({"RecordId": "made-1", "SleepSeconds": "30"})),
+    ] {
+        let answer = cfn.create("Probe", props).await;
+        assert_eq!(answer.status, "FAILED", "{case}");
+        assert_eq!(answer.physical_id, "made-1", "{case}: {}", answer.reason);
+        assert_eq!(answer.invocations.len(), 1, "{case}");
+        assert!(answer.invocations[0].is_success(), "{case}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_response_url_at_the_deadline_still_gets_the_answer_before_the_kill() {
+    // 20 s function: the framework answers at 16 s; the first PUT stalls and is cut off at half
+    // of the 4 s left, the second is delivered before Lambda's kill.
+    let function = probe(Duration::from_secs(20));
+    let cfn = Player::new(&function, "Custom::Probe").await;
+    cfn.receiver.stall_next(1);
+    let answer = cfn.create("Probe", json!({"SleepSeconds": "60"})).await;
+    assert_eq!(answer.status, "FAILED", "{answer:?}");
+    assert!(answer.reason.contains("timed out"), "{}", answer.reason);
+    assert_eq!(answer.invocations.len(), 1);
+    assert!(
+        answer.invocations[0].is_success(),
+        "killed before the answer: {:?}",
+        answer.invocations
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! A custom resource whose behaviour its properties choose, for the framework's whole-system tests:
-//! `Panic: "true"`, `SleepSeconds: "N"`, `BlockSeconds: "N"` (blocks the thread: nothing but
-//! Lambda's kill ends it), `FailWith: "reason"`, `DataBytes: "N"`, `PhysicalId`.
+//! `RecordId: "id"` (recorded with `Context::record_physical_id` first), `Panic: "true"`,
+//! `SleepSeconds: "N"`, `BlockSeconds: "N"` (blocks the thread: nothing but Lambda's kill ends
+//! it), `FailWith: "reason"`, `DataBytes: "N"`, `PhysicalId`. Delete logs `probe delete` with the
+//! id it was given and fails only with `DeleteFailWith: "reason"`.
 
 use custom_resource::{Context, CustomResource, Failure, Outcome, Progress, Request};
 use std::time::Duration;
@@ -10,6 +12,9 @@ struct Probe;
 impl Probe {
     async fn act(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
         let p = &request.properties;
+        if let Some(id) = p.optional_str("RecordId")? {
+            ctx.record_physical_id(id);
+        }
         ctx.step("probing");
         let sleep: u64 = p.int("SleepSeconds", 0, 0, 900)?;
         if sleep > 0 {
@@ -46,7 +51,15 @@ impl CustomResource for Probe {
         self.act(request, ctx).await.map(Progress::Done)
     }
     async fn delete(&self, request: &Request, ctx: &Context) -> Result<Progress<()>, Failure> {
-        self.act(request, ctx).await.map(|_| Progress::Done(()))
+        ctx.step(format!(
+            "probe delete of [{}], known [{}]",
+            request.action.physical_id().unwrap_or_default(),
+            request.known_physical_id().unwrap_or_default()
+        ));
+        match request.properties.optional_str("DeleteFailWith")? {
+            Some(reason) => Err(Failure::new(reason)),
+            None => Ok(Progress::Done(())),
+        }
     }
 }
 
