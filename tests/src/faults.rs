@@ -13,6 +13,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,12 +27,20 @@ pub enum Fault {
     ServerError,
     /// Forward the request, but only after this long.
     Delay(Duration),
+    /// Forward the request at once (AWS applies it), but answer only after this long: a slow
+    /// answer, or with a long enough wait, one the client gives up on.
+    AnswerAfter(Duration),
+    /// Forward the request (AWS applies it), then close the connection without an answer: the
+    /// reply lost between a side effect and the caller.
+    DropAnswer,
 }
 
 #[derive(Debug, Clone)]
 struct Rule {
     needle: String,
     fault: Fault,
+    /// Matching requests to let through before the fault fires.
+    skip: usize,
     remaining: usize,
 }
 
@@ -42,6 +52,25 @@ struct Shared {
     seen: Mutex<Vec<String>>,
     /// When each forwarded request was waiting for moto (the emulator's share of an invocation).
     upstream: Mutex<Vec<(Instant, Instant)>>,
+    /// The bench's IAM, when a stack installed it: asked before a request goes anywhere.
+    authorizer: Mutex<Option<Arc<dyn Authorizer>>>,
+}
+
+/// A request as IAM sees it: what it asks (as [`FaultProxy::requests`] records it) and who asks
+/// (the access key id its signature names).
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub request: &'a str,
+    pub access_key: Option<&'a str>,
+}
+
+/// Decides whether a call may be made (the bench's IAM, [`crate::iam`]). `Err(message)` denies
+/// it: the proxy answers as the service answers a call its caller's policies deny.
+pub trait Authorizer: Send + Sync {
+    fn authorize<'a>(
+        &'a self,
+        call: Call<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 /// The proxy; its [`FaultProxy::endpoint`] goes into `AWS_ENDPOINT_URL`.
@@ -89,12 +118,27 @@ impl FaultProxy {
 
     /// Inject `fault` into the next `times` requests that contain `needle`.
     pub fn inject(&self, needle: &str, fault: Fault, times: usize) {
+        self.inject_after(needle, 0, fault, times);
+    }
+
+    /// The same, once `skip` requests containing `needle` have gone through untouched (the
+    /// second of two identical calls, say).
+    pub fn inject_after(&self, needle: &str, skip: usize, fault: Fault, times: usize) {
         if let Ok(mut rules) = self.shared.rules.lock() {
             rules.push(Rule {
                 needle: needle.to_owned(),
                 fault,
+                skip,
                 remaining: times,
             });
+        }
+    }
+
+    /// Check every request with `authorizer` before it is served (one at a time: a later call
+    /// replaces it).
+    pub fn authorize_with(&self, authorizer: Arc<dyn Authorizer>) {
+        if let Ok(mut slot) = self.shared.authorizer.lock() {
+            *slot = Some(authorizer);
         }
     }
 
@@ -173,13 +217,17 @@ async fn forward(
     if let Ok(mut seen) = up.shared.seen.lock() {
         seen.push(key.clone());
     }
-    if let Some(response) = invoke(&up.shared, &method, path, &headers, &body) {
-        return response;
+    if let Err(message) = authorized(&up.shared, &key, &headers).await {
+        return access_denied(&key, &message);
     }
     let fault = up.shared.rules.lock().ok().and_then(|mut rules| {
         let rule = rules
             .iter_mut()
             .find(|r| r.remaining > 0 && key.contains(&r.needle))?;
+        if rule.skip > 0 {
+            rule.skip -= 1;
+            return None;
+        }
         rule.remaining -= 1;
         Some(rule.fault)
     });
@@ -187,10 +235,33 @@ async fn forward(
         Some(Fault::Throttle) => return error_response(&key, true),
         Some(Fault::ServerError) => return error_response(&key, false),
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
-        None => {}
+        Some(Fault::AnswerAfter(_) | Fault::DropAnswer) | None => {}
     }
+    let answer = match invoke(&up.shared, &method, path, &headers, &body) {
+        Some(response) => response,
+        None => forward_timed(&up, method, path, &headers, body).await,
+    };
+    match fault {
+        Some(Fault::AnswerAfter(d)) => {
+            tokio::time::sleep(d).await;
+            answer
+        }
+        // Unwinding out of the handler makes the server drop the connection unanswered, which
+        // is what a client sees when the network fails after the request was applied.
+        Some(Fault::DropAnswer) => std::panic::resume_unwind(Box::new("answer dropped")),
+        _ => answer,
+    }
+}
+
+async fn forward_timed(
+    up: &Upstream,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let mut request = up.http.request(method, format!("{}{path}", up.base));
-    for (name, value) in &headers {
+    for (name, value) in headers {
         if name != "host" && name != "content-length" {
             request = request.header(name, value);
         }
@@ -275,6 +346,69 @@ fn invoke(
         )
             .into_response(),
     )
+}
+
+/// Whether the installed authorizer (if any) lets the caller make the request `key`.
+async fn authorized(shared: &Shared, key: &str, headers: &HeaderMap) -> Result<(), String> {
+    let Some(authorizer) = shared.authorizer.lock().ok().and_then(|a| a.clone()) else {
+        return Ok(());
+    };
+    // SigV4: `Credential=<access key id>/<date>/<region>/<service>/aws4_request`.
+    let access_key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next());
+    authorizer
+        .authorize(Call {
+            request: key,
+            access_key,
+        })
+        .await
+}
+
+/// A call denied by IAM, answered in the shape of the protocol the request used, as the service
+/// answers it (EC2 `UnauthorizedOperation`, IAM/STS `AccessDenied`, `AccessDeniedException`
+/// elsewhere), so the SDK reports it as AWS's would be.
+fn access_denied(key: &str, message: &str) -> Response {
+    let request_id = crate::random_uuid();
+    let xml_message = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    if key.contains("Version=2016-11-15") {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>UnauthorizedOperation</Code>\
+             <Message>{xml_message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        );
+        return (StatusCode::FORBIDDEN, [("content-type", "text/xml")], body).into_response();
+    }
+    if key.contains("Action=") {
+        let body = format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{xml_message}\
+             </Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        );
+        return (StatusCode::FORBIDDEN, [("content-type", "text/xml")], body).into_response();
+    }
+    // JSON 1.1 (ECR, Secrets Manager: the operation in X-Amz-Target) answer 400, REST-JSON
+    // (EKS, Lambda) 403.
+    let json_1_1 = key.splitn(4, ' ').nth(2).is_some_and(|t| t != "-");
+    let status = if json_1_1 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    let body = serde_json::json!({"__type": "AccessDeniedException", "message": message});
+    (
+        status,
+        [
+            ("content-type", "application/json"),
+            ("x-amzn-errortype", "AccessDeniedException"),
+            ("x-amzn-requestid", request_id.as_str()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The IAM action a request (as [`FaultProxy::requests`] records it) needs.

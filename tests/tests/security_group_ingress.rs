@@ -135,3 +135,79 @@ async fn never_opens_to_the_internet_and_names_a_missing_group() {
         answer.reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_opened_by_someone_else_meanwhile_does_not_leave_the_other_closed() {
+    let aws = AwsBench::start().await;
+    let proxy = FaultProxy::start(aws.endpoint()).await;
+    let function = system_tests::ingress_function(proxy.endpoint(), Duration::from_secs(30));
+    let group = aws.seeded.cluster.cluster_security_group_id.clone();
+    let cidr = aws.seeded.cluster.vpc_cidr.clone();
+    let before = ingress(&aws, &group).await;
+    // The function reads the rules; before it acts on what it read, someone opens port 80.
+    proxy.inject(
+        "Action=DescribeSecurityGroupRules",
+        system_tests::faults::Fault::AnswerAfter(Duration::from_secs(4)),
+        1,
+    );
+    let cfn = Player::new(&function, TYPE).await;
+    let (created, ()) = tokio::join!(cfn.create(LOGICAL, props(&aws)), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        open(&aws, &group, 80, &cidr).await;
+    });
+    assert!(created.is_success(), "{}", created.reason);
+    let after = ingress(&aws, &group).await;
+    assert!(after.contains(&(80, cidr.clone(), false)), "{after:?}");
+    assert!(
+        after.contains(&(443, cidr.clone(), true)),
+        "443 left closed: {after:?}"
+    );
+    let deleted = cfn.delete(LOGICAL, &created.physical_id, props(&aws)).await;
+    assert!(deleted.is_success(), "{}", deleted.reason);
+    let mut expected = before;
+    expected.push((80, cidr, false));
+    expected.sort();
+    assert_eq!(ingress(&aws, &group).await, expected, "only its 443 goes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_fails_after_opening_is_rolled_back_to_the_rules_as_they_were() {
+    let aws = AwsBench::start().await;
+    let proxy = FaultProxy::start(aws.endpoint()).await;
+    let function = system_tests::ingress_function(proxy.endpoint(), Duration::from_secs(30));
+    let group = aws.seeded.cluster.cluster_security_group_id.clone();
+    let before = ingress(&aws, &group).await;
+    // The rules are open; reading them back (for their ids) fails past the SDK's retries.
+    proxy.inject_after(
+        "Action=DescribeSecurityGroupRules",
+        1,
+        system_tests::faults::Fault::ServerError,
+        20,
+    );
+    let cfn = Player::new(&function, TYPE).await;
+    let failed = cfn.create(LOGICAL, props(&aws)).await;
+    assert_eq!(failed.status, "FAILED");
+    assert_eq!(ingress(&aws, &group).await.len(), before.len() + 2);
+    proxy.clear();
+    // CloudFormation's rollback: Delete with the id the FAILED answer carried.
+    let rollback = cfn.delete(LOGICAL, &failed.physical_id, props(&aws)).await;
+    assert!(rollback.is_success(), "{}", rollback.reason);
+    assert_eq!(ingress(&aws, &group).await, before, "rules left behind");
+
+    // The same when the answer carried the marker (a Create of an earlier release, or one
+    // whose answer was lost): the Delete finds the rules by their owner tag.
+    let created = cfn.create(LOGICAL, props(&aws)).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let marker = format!("{}Probe:lost", custom_resource::FAILED_CREATE_PREFIX);
+    let rollback = cfn.delete(LOGICAL, &marker, props(&aws)).await;
+    assert!(rollback.is_success(), "{}", rollback.reason);
+    assert_eq!(ingress(&aws, &group).await, before, "rules left behind");
+
+    // A marker Delete after a Create refused on its input succeeds and touches nothing.
+    let mut bad = props(&aws);
+    bad["SourceCidr"] = json!("0.0.0.0/0");
+    proxy.clear();
+    let rollback = cfn.delete(LOGICAL, &marker, bad).await;
+    assert!(rollback.is_success(), "{}", rollback.reason);
+    assert!(proxy.requests().is_empty(), "{:?}", proxy.requests());
+}

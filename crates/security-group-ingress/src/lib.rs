@@ -20,10 +20,10 @@ use aws_sdk_ec2::types::{
     UserIdGroupPair,
 };
 use custom_resource::aws::sdk_error_message;
-use custom_resource::{Context, CustomResource, Failure, Outcome, Progress, Request};
+use custom_resource::{
+    Context, CustomResource, Failure, OWNER_TAG, Outcome, Owner, Progress, Request,
+};
 
-/// Tag on the rules this resource created: `<stack id>#<logical id>`.
-pub const OWNER_TAG: &str = "hopsworks.ai/eks-stack";
 const ID_PREFIX: &str = "sg-ingress:";
 
 #[derive(Debug, Clone)]
@@ -31,17 +31,11 @@ pub struct SecurityGroupIngress {
     pub ec2: aws_sdk_ec2::Client,
 }
 
-fn owner(request: &Request) -> String {
-    format!(
-        "{}#{}",
-        request.envelope.stack_id, request.envelope.logical_resource_id
-    )
-}
-
-fn is_ours(rule: &SecurityGroupRule, owner: &str) -> bool {
+/// Tagged by this resource ([`OWNER_TAG`]): the rules its Delete revokes.
+fn is_ours(rule: &SecurityGroupRule, owner: &Owner) -> bool {
     rule.tags()
         .iter()
-        .any(|t| t.key() == Some(OWNER_TAG) && t.value() == Some(owner))
+        .any(|t| t.key() == Some(OWNER_TAG) && t.value().is_some_and(|v| owner.matches(v)))
 }
 
 fn allows(rule: &SecurityGroupRule, port: u16, source: &Source) -> bool {
@@ -80,7 +74,11 @@ impl SecurityGroupIngress {
 
     async fn apply(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
         let input = Input::parse(&request.properties)?;
-        let owner = owner(request);
+        let owner = Owner::of(request);
+        let physical_id = format!("{ID_PREFIX}{}", input.group_id);
+        if request.known_physical_id().is_none() {
+            ctx.record_physical_id(physical_id.clone());
+        }
         ctx.step(format!("reading the ingress rules of {}", input.group_id));
         let rules = self
             .rules(&input.group_id)
@@ -139,39 +137,46 @@ impl SecurityGroupIngress {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        Ok(Outcome::new(format!("{ID_PREFIX}{}", input.group_id))
+        Ok(Outcome::new(physical_id)
             .with("RuleIds", ours.join(","))
             .with("AdoptedPorts", list(&adopted))
             .with("Ports", list(&input.ports)))
     }
 
-    async fn authorize(&self, input: &Input, ports: &[u16], owner: &str) -> Result<(), Failure> {
-        let permissions = ports.iter().map(|port| {
-            let builder = IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(i32::from(*port))
-                .to_port(i32::from(*port));
-            match &input.source {
-                Source::Cidr(cidr) => builder.ip_ranges(
-                    IpRange::builder()
-                        .cidr_ip(cidr)
-                        .description(&input.description)
-                        .build(),
-                ),
-                Source::SecurityGroup(group) => builder.user_id_group_pairs(
-                    UserIdGroupPair::builder()
-                        .group_id(group)
-                        .description(&input.description)
-                        .build(),
-                ),
-            }
-            .build()
-        });
+    /// One call per port: a rule that appeared meanwhile for one port (`Duplicate`) must not
+    /// stop the others from opening.
+    async fn authorize(&self, input: &Input, ports: &[u16], owner: &Owner) -> Result<(), Failure> {
+        for port in ports {
+            self.authorize_port(input, *port, &owner.key()).await?;
+        }
+        Ok(())
+    }
+
+    async fn authorize_port(&self, input: &Input, port: u16, owner: &str) -> Result<(), Failure> {
+        let builder = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(i32::from(port))
+            .to_port(i32::from(port));
+        let permission = match &input.source {
+            Source::Cidr(cidr) => builder.ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(cidr)
+                    .description(&input.description)
+                    .build(),
+            ),
+            Source::SecurityGroup(group) => builder.user_id_group_pairs(
+                UserIdGroupPair::builder()
+                    .group_id(group)
+                    .description(&input.description)
+                    .build(),
+            ),
+        }
+        .build();
         let result = self
             .ec2
             .authorize_security_group_ingress()
             .group_id(&input.group_id)
-            .set_ip_permissions(Some(permissions.collect()))
+            .ip_permissions(permission)
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::SecurityGroupRule)
@@ -184,7 +189,7 @@ impl SecurityGroupIngress {
             Ok(_) => Ok(()),
             // Someone added the same rule meanwhile: it is theirs, and it stays.
             Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => {
-                tracing::info!("a rule appeared meanwhile; adopting it");
+                tracing::info!(port, "the rule appeared meanwhile; adopting it");
                 Ok(())
             }
             Err(e) if code(&e) == Some("InvalidGroup.NotFound") => {
@@ -218,18 +223,29 @@ impl SecurityGroupIngress {
         }
     }
 
+    /// Revoke the rules this resource tagged, on the group its id names, or for the failed-create
+    /// marker (the Create's answer may have been lost after it authorized) the group its
+    /// properties name.
     async fn remove(&self, request: &Request, ctx: &Context) -> Result<(), Failure> {
-        let id = request.action.physical_id().unwrap_or_default();
-        let Some(group_id) = id.strip_prefix(ID_PREFIX) else {
-            tracing::info!(
-                physical_id = id,
-                "not an id this resource made: nothing to remove"
-            );
-            return Ok(());
+        let group_id = match request.known_physical_id() {
+            Some(id) => match id.strip_prefix(ID_PREFIX) {
+                Some(group_id) => group_id.to_owned(),
+                None => {
+                    tracing::info!(physical_id = id, "not an id this resource made: nothing to remove");
+                    return Ok(());
+                }
+            },
+            None => match Input::parse(&request.properties) {
+                Ok(input) => input.group_id,
+                Err(e) => {
+                    tracing::info!(error = %e, "the failed Create had invalid properties: it made nothing");
+                    return Ok(());
+                }
+            },
         };
-        let owner = owner(request);
+        let owner = Owner::of(request);
         ctx.step(format!("reading the ingress rules of {group_id}"));
-        let Some(rules) = self.rules(group_id).await? else {
+        let Some(rules) = self.rules(&group_id).await? else {
             return Ok(()); // the group is gone, and its rules with it
         };
         let ours: Vec<String> = rules
@@ -239,7 +255,7 @@ impl SecurityGroupIngress {
             .collect();
         if !ours.is_empty() {
             ctx.step(format!("revoking this stack's rules {ours:?}"));
-            self.revoke(group_id, &ours).await?;
+            self.revoke(&group_id, &ours).await?;
         }
         Ok(())
     }
