@@ -355,14 +355,52 @@ impl<'a> Player<'a> {
             .await
     }
 
-    async fn send(
+    /// One Create delivered twice at once, as Lambda may (two execution environments: this
+    /// player's function and `other`, the second `stagger` after the first). Returns what each
+    /// accepted PUT said, in the order they arrived; CloudFormation keeps the first.
+    pub async fn create_twice(
+        &self,
+        other: &LambdaFunction,
+        logical_id: &str,
+        properties: Value,
+        stagger: Duration,
+    ) -> Vec<(String, String, String)> {
+        let mut event = self.event("Create", logical_id, properties, None, None);
+        let request_id = crate::random_uuid();
+        let (url, _) = self.receiver.url_for_stack(&request_id, &self.stack_id);
+        event.insert("RequestId".into(), json!(request_id));
+        event.insert("ResponseURL".into(), json!(url));
+        let event = Value::Object(event);
+        let second = async {
+            tokio::time::sleep(stagger).await;
+            other.invoke_async(&event, self.retry_delay).await
+        };
+        tokio::join!(self.function.invoke_async(&event, self.retry_delay), second);
+        self.receiver
+            .wait_accepted(&request_id, self.answer_timeout)
+            .await
+            .unwrap_or_else(|| panic!("no response reached CloudFormation for {request_id}"));
+        tokio::time::sleep(self.grace).await;
+        self.receiver
+            .puts_for(&request_id)
+            .iter()
+            .filter(|p| p.http_status == 200)
+            .map(|p| {
+                let doc: Value = serde_json::from_slice(&p.body).unwrap_or_default();
+                let text = |k: &str| doc[k].as_str().unwrap_or_default().to_owned();
+                (text("Status"), text("PhysicalResourceId"), text("Reason"))
+            })
+            .collect()
+    }
+
+    fn event(
         &self,
         request_type: &str,
         logical_id: &str,
         properties: Value,
         old_properties: Option<Value>,
         physical_id: Option<&str>,
-    ) -> Answer {
+    ) -> Map<String, Value> {
         let mut props = properties;
         if let Some(map) = props.as_object_mut() {
             map.insert("ServiceToken".into(), json!(self.function.config().arn()));
@@ -380,6 +418,24 @@ impl<'a> Player<'a> {
         if let Some(id) = physical_id {
             event.insert("PhysicalResourceId".into(), json!(id));
         }
+        event
+    }
+
+    async fn send(
+        &self,
+        request_type: &str,
+        logical_id: &str,
+        properties: Value,
+        old_properties: Option<Value>,
+        physical_id: Option<&str>,
+    ) -> Answer {
+        let event = self.event(
+            request_type,
+            logical_id,
+            properties,
+            old_properties,
+            physical_id,
+        );
         self.send_event(event).await
     }
 

@@ -33,6 +33,9 @@ pub enum Fault {
     /// Forward the request (AWS applies it), then close the connection without an answer: the
     /// reply lost between a side effect and the caller.
     DropAnswer,
+    /// Forward the request (AWS applies it), then kill the registered functions' processes
+    /// ([`LambdaFunction::crash`]) before they see the answer.
+    Crash,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +145,15 @@ impl FaultProxy {
         }
     }
 
+    /// How many injected faults have not fired yet.
+    pub fn unfired(&self) -> usize {
+        self.shared
+            .rules
+            .lock()
+            .map(|rules| rules.iter().map(|r| r.remaining).sum())
+            .unwrap_or_default()
+    }
+
     pub fn clear(&self) {
         if let Ok(mut rules) = self.shared.rules.lock() {
             rules.clear();
@@ -235,7 +247,7 @@ async fn forward(
         Some(Fault::Throttle) => return error_response(&key, true),
         Some(Fault::ServerError) => return error_response(&key, false),
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
-        Some(Fault::AnswerAfter(_) | Fault::DropAnswer) | None => {}
+        Some(Fault::AnswerAfter(_) | Fault::DropAnswer | Fault::Crash) | None => {}
     }
     let answer = match invoke(&up.shared, &method, path, &headers, &body) {
         Some(response) => response,
@@ -249,6 +261,13 @@ async fn forward(
         // Unwinding out of the handler makes the server drop the connection unanswered, which
         // is what a client sees when the network fails after the request was applied.
         Some(Fault::DropAnswer) => std::panic::resume_unwind(Box::new("answer dropped")),
+        Some(Fault::Crash) => {
+            let functions = up.shared.functions.lock().map(|f| f.clone()).unwrap_or_default();
+            for function in functions {
+                function.crash();
+            }
+            std::panic::resume_unwind(Box::new("caller crashed"))
+        }
         _ => answer,
     }
 }

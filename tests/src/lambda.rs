@@ -128,6 +128,8 @@ impl ProcessInfo {
 pub struct LambdaFunction {
     config: FunctionConfig,
     process: tokio::sync::Mutex<Option<Process>>,
+    /// The pid of the process started last, to kill it mid-invocation ([`LambdaFunction::crash`]).
+    pid: Mutex<Option<u32>>,
     logs: Arc<Mutex<Vec<String>>>,
     cold_starts: Mutex<u32>,
 }
@@ -137,6 +139,7 @@ impl LambdaFunction {
         Self {
             config,
             process: tokio::sync::Mutex::new(None),
+            pid: Mutex::new(None),
             logs: Arc::default(),
             cold_starts: Mutex::new(0),
         }
@@ -179,6 +182,18 @@ impl LambdaFunction {
             let _ = tokio::time::timeout(self.config.timeout, polled).await;
         }
         self.process().await
+    }
+
+    /// Kill the process with SIGKILL wherever it is, as a crash would (a panic under
+    /// `panic = "abort"`, running out of memory): the invocation ends without an answer, and an
+    /// asynchronous invocation is retried by Lambda in a new process.
+    pub fn crash(&self) {
+        let pid = self.pid.lock().ok().and_then(|p| *p);
+        if let Some(pid) = pid {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 
     /// Stop the warm process: the next invocation starts cold.
@@ -300,6 +315,9 @@ impl LambdaFunction {
             .kill_on_drop(true);
         let spawned = Instant::now();
         let mut child = command.spawn().expect("start the function binary");
+        if let Ok(mut pid) = self.pid.lock() {
+            *pid = child.id();
+        }
         pump(child.stdout.take(), self.logs.clone());
         pump(child.stderr.take(), self.logs.clone());
         Process {

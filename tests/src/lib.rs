@@ -13,6 +13,7 @@ pub mod control;
 pub mod faults;
 pub mod kube;
 pub mod lambda;
+pub mod matrix;
 mod server;
 pub mod stack;
 
