@@ -111,6 +111,27 @@ pub enum AccessError {
     )]
     Contention { attempts: u32 },
 
+    #[error(
+        "the Kubernetes API of cluster {cluster} did not answer a {call} of aws-auth within \
+         {seconds:.1} s (the time this invocation had left); retry the stack operation"
+    )]
+    Slow {
+        cluster: String,
+        call: &'static str,
+        seconds: f64,
+    },
+
+    #[error(
+        "eks:CreateAccessEntry says an access entry for {role} exists on cluster {cluster}, but \
+         eks:DescribeAccessEntry does not find it ({attempts} times); nothing was changed: retry \
+         the stack operation"
+    )]
+    EntryUnseen {
+        cluster: String,
+        role: String,
+        attempts: u32,
+    },
+
     #[error("the Kubernetes API of cluster {cluster} failed: {message}")]
     Kubernetes { cluster: String, message: String },
 
@@ -138,4 +159,18 @@ pub enum AccessError {
     /// An AWS call failed for another reason (permissions, throttling after retries, an outage).
     #[error("{call} failed: {message}")]
     Aws { call: &'static str, message: String },
+}
+
+impl AccessError {
+    /// The Kubernetes API could not be used at all (not reached, not answering, or refusing this
+    /// identity): nothing can have been read or written through it.
+    pub fn is_kubernetes_access(&self) -> bool {
+        matches!(
+            self,
+            AccessError::Unauthorized { .. }
+                | AccessError::Forbidden { .. }
+                | AccessError::Unreachable { .. }
+                | AccessError::Slow { .. }
+        )
+    }
 }

@@ -9,9 +9,10 @@ mod error;
 mod input;
 pub mod token;
 
-pub use access_entry::OWNER_TAG;
+pub use access_entry::ADMIN_POLICY_TAG;
+pub use aws_auth::OWNERS_ANNOTATION;
 pub use aws_auth::map_roles::{self, RoleMapping};
-pub use aws_auth::{OWNERS_ANNOTATION, Owner};
+pub use custom_resource::{OWNER_TAG, Owner};
 pub use error::AccessError;
 pub use input::{Input, Method, RoleArn};
 
@@ -22,8 +23,10 @@ pub const IAM_ACTIONS: &[&str] = &[
     "eks:DescribeAccessEntry",
     "eks:CreateAccessEntry",
     "eks:TagResource",
+    "eks:UntagResource",
     "eks:DeleteAccessEntry",
     "eks:AssociateAccessPolicy",
+    "eks:DisassociateAccessPolicy",
     "eks:ListAssociatedAccessPolicies",
     "sts:AssumeRole",
 ];
@@ -67,8 +70,9 @@ impl EksAccess {
         ctx.step(format!("describing EKS cluster {}", input.cluster_name));
         let cluster = cluster::describe(&self.eks, &input.cluster_name).await?;
         let method = resolve(input.method, &cluster)?;
-        let owner = owner(request);
-        let mut outcome = Outcome::new(physical_id(&cluster.name, method))
+        let owner = Owner::of(request);
+        let id = physical_id(&cluster.name, method);
+        let mut outcome = Outcome::new(id.clone())
             .with("AccessMethod", method.as_str())
             .with("AuthenticationMode", cluster.authentication_mode.clone())
             .with("Username", input.username.clone())
@@ -85,8 +89,10 @@ impl EksAccess {
                         &input.role.given,
                         &input.username,
                         &input.groups,
-                        &owner.key(),
+                        &owner,
                         input.dry_run,
+                        ctx,
+                        &id,
                     )
                     .await?;
                 if let Some(old) = moved_from(request, &input) {
@@ -94,9 +100,7 @@ impl EksAccess {
                         "removing the earlier access entry for {}",
                         old.given
                     ));
-                    entries
-                        .unmap(&old.given, &owner.key(), input.dry_run)
-                        .await?;
+                    entries.unmap(&old.given, &owner, input.dry_run).await?;
                 }
                 outcome = outcome
                     .with("RoleArn", input.role.given.clone())
@@ -113,7 +117,7 @@ impl EksAccess {
                 let kube = self.aws_auth(&cluster, &input).await?;
                 ctx.step(format!("mapping {} in aws-auth", mapping.rolearn));
                 let applied = self
-                    .explain(kube.map(&owner, &mapping, input.dry_run).await)
+                    .explain(kube.map(&owner, &mapping, input.dry_run, ctx, &id).await)
                     .await?;
                 outcome = outcome
                     .with("RoleArn", input.role.canonical.clone())
@@ -123,8 +127,21 @@ impl EksAccess {
         Ok(outcome)
     }
 
+    /// Remove what this resource owns, found by its owner key (the tag on an access entry, the
+    /// annotation on aws-auth), whatever id the Delete carries. A Delete of the failed-create
+    /// marker comes after a Create that wrote nothing (the id is recorded before any write), so
+    /// where that Create could not have got (properties that do not parse, a mode that allows
+    /// no mapping, a Kubernetes API that refuses or cannot be reached) it succeeds.
     async fn unmap(&self, request: &Request, ctx: &Context) -> Result<(), Failure> {
-        let input = Input::parse(&request.properties)?;
+        let marker = request.known_physical_id().is_none();
+        let input = match Input::parse(&request.properties) {
+            Ok(input) => input,
+            Err(e) if marker => {
+                tracing::info!(error = %e, "the failed Create's properties do not parse: it made nothing");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         ctx.step(format!("describing EKS cluster {}", input.cluster_name));
         let cluster = match cluster::describe(&self.eks, &input.cluster_name).await {
             Ok(cluster) => cluster,
@@ -134,13 +151,20 @@ impl EksAccess {
             }
             Err(e) => return Err(e.into()),
         };
-        // The id says how the mapping was made, whatever the cluster's mode is now.
-        let method = request
-            .action
-            .physical_id()
-            .and_then(method_of)
-            .map_or_else(|| resolve(input.method, &cluster), Ok)?;
-        let owner = owner(request);
+        // The id says how the mapping was made, whatever the cluster's mode is now; the marker
+        // says nothing, so the properties decide, as they did for the Create.
+        let method = match request.known_physical_id().and_then(method_of) {
+            Some(method) => method,
+            None => match resolve(input.method, &cluster) {
+                Ok(method) => method,
+                Err(e) if marker => {
+                    tracing::info!(error = %e, "the failed Create could not map anything");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let owner = Owner::of(request);
         let summary = match method {
             Method::AccessEntry => {
                 ctx.step(format!(
@@ -148,16 +172,29 @@ impl EksAccess {
                     input.role.given
                 ));
                 self.entries(&cluster, &input)
-                    .unmap(&input.role.given, &owner.key(), input.dry_run)
+                    .unmap(&input.role.given, &owner, input.dry_run)
                     .await?
             }
             _ => {
                 ctx.step("connecting to the Kubernetes API");
-                let kube = self.aws_auth(&cluster, &input).await?;
-                ctx.step("removing this stack's entry from aws-auth");
-                self.explain(kube.unmap(&owner, input.dry_run).await)
-                    .await?
-                    .summary
+                let unmapped = match self.aws_auth(&cluster, &input).await {
+                    Ok(kube) => {
+                        ctx.step("removing this stack's entry from aws-auth");
+                        kube.unmap(&owner, input.dry_run, ctx).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match unmapped {
+                    Ok(applied) => applied.summary,
+                    Err(e) if marker && e.is_kubernetes_access() => {
+                        tracing::warn!(
+                            error = %e,
+                            "aws-auth cannot be read; the failed Create could not have written it either"
+                        );
+                        return Ok(());
+                    }
+                    Err(e) => return Err(self.named(e).await.into()),
+                }
             }
         };
         tracing::info!(change = %summary, "unmapped");
@@ -246,23 +283,30 @@ impl EksAccess {
 
     /// Name this function's own identity in 401/403 Reasons (one STS call, on that path only).
     async fn explain<T>(&self, result: Result<T, AccessError>) -> Result<T, AccessError> {
-        let own = "(this function's execution role)";
         match result {
-            Err(AccessError::Unauthorized { cluster, identity }) if identity == own => {
-                Err(AccessError::Unauthorized {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.named(e).await),
+        }
+    }
+
+    async fn named(&self, err: AccessError) -> AccessError {
+        let own = "(this function's execution role)";
+        match err {
+            AccessError::Unauthorized { cluster, identity } if identity == own => {
+                AccessError::Unauthorized {
                     cluster,
                     identity: self.caller().await,
-                })
+                }
             }
-            Err(AccessError::Forbidden {
+            AccessError::Forbidden {
                 cluster,
                 identity,
                 message,
-            }) if identity == own => Err(AccessError::Forbidden {
+            } if identity == own => AccessError::Forbidden {
                 cluster,
                 identity: self.caller().await,
                 message,
-            }),
+            },
             other => other,
         }
     }
@@ -320,13 +364,6 @@ fn method_of(physical_id: &str) -> Option<Method> {
         "access-entry" => Some(Method::AccessEntry),
         "aws-auth" => Some(Method::AwsAuth),
         _ => None,
-    }
-}
-
-fn owner(request: &Request) -> Owner {
-    Owner {
-        stack_id: request.envelope.stack_id.clone(),
-        logical_id: request.envelope.logical_resource_id.clone(),
     }
 }
 

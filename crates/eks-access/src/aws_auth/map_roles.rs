@@ -18,7 +18,7 @@ pub struct RoleMapping {
 }
 
 impl RoleMapping {
-    fn to_value(&self) -> Value {
+    pub fn to_value(&self) -> Value {
         json!({"rolearn": self.rolearn, "username": self.username, "groups": self.groups})
     }
 
@@ -78,21 +78,35 @@ pub fn parse(text: &str) -> Result<Vec<Map<String, Value>>, MapRolesError> {
         .collect()
 }
 
-/// The entries whose `rolearn` is `role_arn`.
+/// The value of `key` in `entry` as the authenticator reads it: keys match whatever their case
+/// (`roleARN`, `RoleArn`), and of several spellings the last one counts.
+pub fn field<'a>(entry: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    entry
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+        .next_back()
+}
+
+/// The entries that map `role_arn` for the authenticator: whatever the case of the `rolearn` key
+/// or of the ARN (it compares role ARNs case-insensitively, as IAM names are).
 pub fn entries_for<'a>(
     entries: &'a [Map<String, Value>],
     role_arn: &str,
 ) -> impl Iterator<Item = &'a Map<String, Value>> {
-    entries
-        .iter()
-        .filter(move |e| e.get("rolearn").and_then(Value::as_str) == Some(role_arn))
+    entries.iter().filter(move |e| {
+        e.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("rolearn")
+                && v.as_str()
+                    .is_some_and(|arn| arn.eq_ignore_ascii_case(role_arn))
+        })
+    })
 }
 
 /// Does `entry` map exactly as `mapping` does (same user name, same groups in any order)?
 pub fn same_mapping(entry: &Map<String, Value>, mapping: &RoleMapping) -> bool {
-    let username = entry.get("username").and_then(Value::as_str);
-    let mut groups: Vec<&str> = entry
-        .get("groups")
+    let username = field(entry, "username").and_then(Value::as_str);
+    let mut groups: Vec<&str> = field(entry, "groups")
         .and_then(Value::as_array)
         .map(|g| g.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
@@ -100,6 +114,11 @@ pub fn same_mapping(entry: &Map<String, Value>, mapping: &RoleMapping) -> bool {
     groups.sort_unstable();
     wanted.sort_unstable();
     username == Some(mapping.username.as_str()) && groups == wanted
+}
+
+/// Is `entry` exactly the entry this stack writes for `mapping` (same keys, same values)?
+pub fn is_entry(entry: &Map<String, Value>, mapping: &RoleMapping) -> bool {
+    mapping.to_value().as_object() == Some(entry)
 }
 
 /// `text` with `mapping` appended as the last entry.
@@ -119,24 +138,25 @@ pub fn append(text: &str, mapping: &RoleMapping) -> Result<String, MapRolesError
     checked(surgical, &expected)
 }
 
-/// `text` without the entries equal to `mapping` (the one this stack added).
+/// `text` without the one entry this stack added for `mapping`: the first entry equal to it (an
+/// identical entry someone added later stays). Ours was appended when no such entry existed, so
+/// any equal entry before it was inserted by hand above it, and removing either leaves the same
+/// list.
 pub fn remove(text: &str, mapping: &RoleMapping) -> Result<String, MapRolesError> {
     let before = parse(text)?;
-    let ours = mapping.to_value();
-    let expected: Vec<Map<String, Value>> = before
-        .iter()
-        .filter(|e| Value::Object((*e).clone()) != ours)
-        .cloned()
-        .collect();
-    if expected.len() == before.len() {
+    let Some(index) = before.iter().position(|e| is_entry(e, mapping)) else {
         return Ok(text.to_owned()); // not there (removed by hand): nothing to change
-    }
-    // Cut the exact block we appended, in whichever indentation it was written.
+    };
+    let mut expected = before;
+    expected.remove(index);
+    // Cut the first copy of the block we append, in whichever indentation it was written.
     let surgical = (0..=8).find_map(|indent| {
         let block = mapping.render(indent);
-        let at = text.rfind(&block)?;
-        let at_line_start = at == 0 || text[..at].ends_with('\n');
-        at_line_start.then(|| format!("{}{}", &text[..at], &text[at + block.len()..]))
+        let at = text
+            .match_indices(&block)
+            .map(|(at, _)| at)
+            .find(|&at| at == 0 || text[..at].ends_with('\n'))?;
+        Some(format!("{}{}", &text[..at], &text[at + block.len()..]))
     });
     checked(surgical, &expected)
 }
