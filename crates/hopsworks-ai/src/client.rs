@@ -4,7 +4,9 @@
 //! type; HTTP 403 means the key has no access (the body may be plain text); otherwise the body is
 //! a JSON envelope whose `code` decides: 2xx is success, 404 is "absent" (not an error), anything
 //! else an error whose text is `message`. Throttling (429), 5xx and connection errors are retried
-//! with jittered backoff, a bounded number of times.
+//! with jittered backoff, a bounded number of times, and never past the client's deadline
+//! ([`Client::within`]). Creating is not idempotent, so a create is never simply repeated: see
+//! [`Client::create_cluster`].
 
 use crate::key::ApiKey;
 use crate::model::{Cluster, CreateRequest, NewCluster};
@@ -12,27 +14,50 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.hopsworks.ai";
 const USER_AGENT: &str = concat!("hopsworks-eks-stack/", env!("CARGO_PKG_VERSION"));
+/// The most one attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Less time than this left is no time for another attempt.
+const MIN_ATTEMPT: Duration = Duration::from_millis(50);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "Hopsworks.ai refused the API key{origin} (HTTP 403): it has no access to \
+        "Hopsworks.ai refused the API key{origin} (HTTP {status}): it has no access to \
          hopsworks.ai{detail}; check the key, or create a new one in Hopsworks.ai (Settings → API \
          keys)"
     )]
-    Forbidden { origin: String, detail: String },
+    Forbidden {
+        status: u16,
+        origin: String,
+        detail: String,
+    },
     #[error("Hopsworks.ai answered {code}: {message}")]
     Api { code: i64, message: String },
     #[error("Hopsworks.ai answered HTTP {status} with a body that is not JSON")]
     NotJson { status: u16 },
     #[error("Hopsworks.ai is throttling or failing: {last} (gave up after {attempts} attempts)")]
     Exhausted { attempts: u32, last: String },
+    /// The deadline given with [`Client::within`] came before an answer (or before the next
+    /// attempt could start): the caller's time ran out, not necessarily Hopsworks.ai's patience.
+    #[error("Hopsworks.ai gave no answer in the time left{}", last_error(.last))]
+    OutOfTime { last: String },
     #[error("the Hopsworks.ai client could not be built: {0}")]
     Setup(String),
+}
+
+fn last_error(last: &str) -> String {
+    if last.is_empty() {
+        String::new()
+    } else {
+        format!(" (last: {last})")
+    }
 }
 
 impl Error {
@@ -42,6 +67,17 @@ impl Error {
             Error::Api { code, .. } => Some(*code),
             _ => None,
         }
+    }
+
+    /// Whether the call ran out of the time it was given ([`Client::within`]): worth trying again
+    /// with more time, in a new invocation, rather than a failure.
+    pub fn is_out_of_time(&self) -> bool {
+        matches!(self, Error::OutOfTime { .. })
+    }
+
+    /// Whether Hopsworks.ai refused the key (HTTP 401 or 403).
+    pub fn is_key_refused(&self) -> bool {
+        matches!(self, Error::Forbidden { .. })
     }
 }
 
@@ -77,9 +113,29 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     key: ApiKey,
-    /// Where the key came from, for a 403's message (e.g. the secret's ARN).
+    /// Where the key came from, for a 401's or 403's message (e.g. the secret's ARN).
     key_source: String,
     retry: Retry,
+    /// No call (attempts, waits between them) goes past this.
+    deadline: Option<Instant>,
+}
+
+/// What [`Client::create_cluster`] got: the cluster it made, or the one it found already made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The id of a cluster this call made.
+    Made(String),
+    /// A cluster made earlier: by an attempt whose answer was lost, or by a concurrent caller.
+    Found(Box<Cluster>),
+}
+
+impl Created {
+    pub fn id(&self) -> &str {
+        match self {
+            Created::Made(id) => id,
+            Created::Found(cluster) => &cluster.id,
+        }
+    }
 }
 
 enum Attempt {
@@ -95,7 +151,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
+            .timeout(ATTEMPT_TIMEOUT)
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
         Ok(Self {
@@ -104,35 +160,90 @@ impl Client {
             key,
             key_source: String::new(),
             retry,
+            deadline: None,
         })
     }
 
-    /// Name where the key came from in a 403's message ("from secret arn:…").
+    /// Name where the key came from in a 401's or 403's message ("from secret arn:…").
     pub fn with_key_source(mut self, source: impl Into<String>) -> Self {
         self.key_source = source.into();
         self
     }
 
-    /// Create a cluster; its id.
-    pub async fn create_cluster(&self, cluster: &NewCluster) -> Result<String, Error> {
+    /// This client, for calls that must be over within `budget` from now: each attempt's timeout,
+    /// the waits between attempts and `Retry-After` are cut to fit, and a call that cannot finish
+    /// in time ends with [`Error::OutOfTime`].
+    pub fn within(&self, budget: Duration) -> Self {
+        Self {
+            deadline: Some(Instant::now() + budget),
+            ..self.clone()
+        }
+    }
+
+    /// Create a cluster. A POST is not idempotent: one whose answer was lost (a dropped
+    /// connection, a 5xx or a timeout after Hopsworks.ai applied it) or that was refused (the name
+    /// is taken: a concurrent caller made it) may mean the cluster exists. So before trying again,
+    /// and after a refusal, the account's clusters are listed and one that `is_ours` says is ours
+    /// is returned ([`Created::Found`]) instead of a second cluster or an error.
+    pub async fn create_cluster(
+        &self,
+        cluster: &NewCluster,
+        is_ours: impl Fn(&Cluster) -> bool,
+    ) -> Result<Created, Error> {
         let body = serde_json::to_value(CreateRequest {
             cloud_provider: "AWS",
             cluster,
         })
         .map_err(|e| Error::Setup(e.to_string()))?;
-        let envelope = self
-            .call(Method::POST, "/api/clusters", Some(&body))
-            .await?;
-        envelope
-            .payload
-            .as_ref()
-            .and_then(|p| p.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Api {
-                code: envelope.code,
-                message: "the answer to create has no cluster id".to_owned(),
-            })
+        let mut last = String::new();
+        for attempt in 1..=self.retry.attempts {
+            let Some(timeout) = self.attempt_timeout() else {
+                return Err(Error::OutOfTime { last });
+            };
+            let refused = match self
+                .attempt(Method::POST, "/api/clusters", Some(&body), timeout)
+                .await
+            {
+                Attempt::Done(Ok(envelope)) => match created_id(&envelope) {
+                    Some(id) => return Ok(Created::Made(id)),
+                    None => Error::Api {
+                        code: envelope.code,
+                        message: "the answer to create has no cluster id".to_owned(),
+                    },
+                },
+                Attempt::Done(Err(e @ Error::Api { .. })) => e,
+                Attempt::Done(Err(e)) => return Err(e),
+                Attempt::Retry { last: why, after } => {
+                    warn!(attempt, error = %why, "create: no clear answer; looking before trying again");
+                    last = why;
+                    if attempt < self.retry.attempts {
+                        self.pause(after.unwrap_or_else(|| self.backoff(attempt)), &last)
+                            .await?;
+                    }
+                    if let Some(found) = self.find(&is_ours).await? {
+                        info!(cluster_id = %found.id, "the create was applied after all: adopting");
+                        return Ok(Created::Found(Box::new(found)));
+                    }
+                    continue;
+                }
+            };
+            return match self.find(&is_ours).await? {
+                Some(found) => {
+                    info!(cluster_id = %found.id, error = %refused, "create refused, but the cluster is ours: adopting");
+                    Ok(Created::Found(Box::new(found)))
+                }
+                None => Err(refused),
+            };
+        }
+        Err(Error::Exhausted {
+            attempts: self.retry.attempts,
+            last,
+        })
+    }
+
+    /// The first of the account's clusters `is_ours` accepts.
+    async fn find(&self, is_ours: &impl Fn(&Cluster) -> bool) -> Result<Option<Cluster>, Error> {
+        Ok(self.list_clusters().await?.into_iter().find(is_ours))
     }
 
     /// The cluster, or `None` when Hopsworks.ai says 404 (gone).
@@ -177,6 +288,7 @@ impl Client {
         })
     }
 
+    /// An idempotent call (GET, DELETE), retried.
     async fn call(
         &self,
         method: Method,
@@ -185,7 +297,10 @@ impl Client {
     ) -> Result<Envelope, Error> {
         let mut last = String::new();
         for attempt in 1..=self.retry.attempts {
-            match self.attempt(method.clone(), path, body).await {
+            let Some(timeout) = self.attempt_timeout() else {
+                return Err(Error::OutOfTime { last });
+            };
+            match self.attempt(method.clone(), path, body, timeout).await {
                 Attempt::Done(result) => {
                     if attempt > 1 {
                         info!(%method, path, attempt, "Hopsworks.ai answered after retries");
@@ -196,10 +311,14 @@ impl Client {
                     warn!(%method, path, attempt, error = %why, "Hopsworks.ai request will be retried");
                     last = why;
                     if attempt < self.retry.attempts {
-                        tokio::time::sleep(after.unwrap_or_else(|| self.backoff(attempt))).await;
+                        self.pause(after.unwrap_or_else(|| self.backoff(attempt)), &last)
+                            .await?;
                     }
                 }
             }
+        }
+        if self.attempt_timeout().is_none() {
+            return Err(Error::OutOfTime { last });
         }
         Err(Error::Exhausted {
             attempts: self.retry.attempts,
@@ -207,10 +326,41 @@ impl Client {
         })
     }
 
-    async fn attempt(&self, method: Method, path: &str, body: Option<&Value>) -> Attempt {
+    /// How long the next attempt may take; `None` when the deadline leaves no time for one.
+    fn attempt_timeout(&self) -> Option<Duration> {
+        match self.deadline {
+            None => Some(ATTEMPT_TIMEOUT),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                (left >= MIN_ATTEMPT).then(|| left.min(ATTEMPT_TIMEOUT))
+            }
+        }
+    }
+
+    /// Wait before the next attempt, unless that wait would reach the deadline.
+    async fn pause(&self, wait: Duration, last: &str) -> Result<(), Error> {
+        if let Some(deadline) = self.deadline
+            && Instant::now() + wait + MIN_ATTEMPT > deadline
+        {
+            return Err(Error::OutOfTime {
+                last: last.to_owned(),
+            });
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Attempt {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
+            .timeout(timeout)
             .header("x-api-key", self.key.expose())
             .header("hopsai-api-version", "v1")
             .header(reqwest::header::CONTENT_TYPE, "application/json");
@@ -219,6 +369,13 @@ impl Client {
         }
         let response = match request.send().await {
             Ok(r) => r,
+            // A request that cannot be built fails the same way every time: no retry. (Without
+            // the source chain: a header error's source could quote the header.)
+            Err(e) if e.is_builder() => {
+                return Attempt::Done(Err(Error::Setup(
+                    "the request to Hopsworks.ai could not be built".to_owned(),
+                )));
+            }
             Err(e) => {
                 return Attempt::Retry {
                     last: self.key.scrub(&e.to_string()),
@@ -232,21 +389,18 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(30)));
-        let text = response.text().await.unwrap_or_default();
-        if status == StatusCode::FORBIDDEN {
-            let body = self.key.scrub(text.trim());
-            let detail = if body.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", truncate(&body, 200))
-            };
-            let origin = if self.key_source.is_empty() {
-                String::new()
-            } else {
-                format!(" from {}", self.key_source)
-            };
-            return Attempt::Done(Err(Error::Forbidden { origin, detail }));
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(e) => {
+                return Attempt::Retry {
+                    last: self.key.scrub(&e.to_string()),
+                    after: None,
+                };
+            }
+        };
+        if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+            return Attempt::Done(Err(self.refused(status.as_u16(), &text)));
         }
         let envelope: Envelope = match serde_json::from_str(&text) {
             Ok(e) => e,
@@ -266,6 +420,9 @@ impl Client {
         if code / 100 == 2 || code == 404 {
             return Attempt::Done(Ok(envelope));
         }
+        if code == 401 || code == 403 {
+            return Attempt::Done(Err(self.refused(code as u16, &envelope.message)));
+        }
         let message = self.key.scrub(&envelope.message);
         if retryable(code) || retryable(status.as_u16() as i64) {
             return Attempt::Retry {
@@ -274,6 +431,26 @@ impl Client {
             };
         }
         Attempt::Done(Err(Error::Api { code, message }))
+    }
+
+    /// A 401 or 403: the key, named by where it came from; the body quoted without it.
+    fn refused(&self, status: u16, body: &str) -> Error {
+        let body = self.key.scrub(body.trim());
+        let detail = if body.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", truncate(&body, 200))
+        };
+        let origin = if self.key_source.is_empty() {
+            String::new()
+        } else {
+            format!(" from {}", self.key_source)
+        };
+        Error::Forbidden {
+            status,
+            origin,
+            detail,
+        }
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -285,6 +462,16 @@ impl Client {
         let millis = ceiling.as_millis() as u64;
         Duration::from_millis(fastrand::u64(millis / 2..=millis))
     }
+}
+
+fn created_id(envelope: &Envelope) -> Option<String> {
+    envelope
+        .payload
+        .as_ref()
+        .and_then(|p| p.get("id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
 }
 
 fn retryable(code: i64) -> bool {
@@ -302,27 +489,72 @@ fn truncate(text: &str, max: usize) -> &str {
 mod tests {
     use super::*;
     use axum::Router;
-    use axum::http::HeaderMap;
+    use axum::http::{HeaderMap, Method as HttpMethod, Uri};
     use axum::routing::any;
     use std::sync::{Arc, Mutex};
 
-    /// A server answering `(status, body)` in turn, recording the headers it saw.
-    async fn server(script: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<Vec<HeaderMap>>>) {
+    /// One scripted answer: status, body, and optionally a delay before it and a `Retry-After`.
+    #[derive(Clone, Copy)]
+    struct Reply {
+        status: u16,
+        body: &'static str,
+        delay: Duration,
+        retry_after: Option<u64>,
+    }
+
+    fn reply(status: u16, body: &'static str) -> Reply {
+        Reply {
+            status,
+            body,
+            delay: Duration::ZERO,
+            retry_after: None,
+        }
+    }
+
+    /// What the server saw of one request.
+    struct Seen {
+        method: String,
+        path: String,
+        headers: HeaderMap,
+    }
+
+    /// A server answering from `script` in turn, recording what it saw.
+    async fn server_with(script: Vec<Reply>) -> (String, Arc<Mutex<Vec<Seen>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script.into_iter()));
         let record = seen.clone();
-        let app = Router::new().fallback(any(move |headers: HeaderMap| {
-            let (record, script) = (record.clone(), script.clone());
-            async move {
-                record.lock().unwrap().push(headers);
-                let (status, body) = script.lock().unwrap().next().unwrap_or((500, "{}"));
-                (axum::http::StatusCode::from_u16(status).unwrap(), body)
-            }
-        }));
+        let app = Router::new().fallback(any(
+            move |method: HttpMethod, uri: Uri, headers: HeaderMap| {
+                let (record, script) = (record.clone(), script.clone());
+                async move {
+                    record.lock().unwrap().push(Seen {
+                        method: method.to_string(),
+                        path: uri.to_string(),
+                        headers,
+                    });
+                    let next = script.lock().unwrap().next();
+                    let r = next.unwrap_or_else(|| reply(500, "{}"));
+                    tokio::time::sleep(r.delay).await;
+                    let mut headers = HeaderMap::new();
+                    if let Some(s) = r.retry_after {
+                        headers.insert("retry-after", s.to_string().parse().unwrap());
+                    }
+                    (
+                        axum::http::StatusCode::from_u16(r.status).unwrap(),
+                        headers,
+                        r.body,
+                    )
+                }
+            },
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         (format!("http://{addr}"), seen)
+    }
+
+    async fn server(script: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        server_with(script.into_iter().map(|(s, b)| reply(s, b)).collect()).await
     }
 
     fn client(base: &str) -> Client {
@@ -334,6 +566,14 @@ mod tests {
         Client::new(base, ApiKey::from_secret("KEY123").unwrap(), retry).unwrap()
     }
 
+    fn calls(seen: &Mutex<Vec<Seen>>) -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect()
+    }
+
     #[tokio::test]
     async fn sends_the_contract_headers_and_reads_404_as_gone() {
         let (base, seen) = server(vec![(
@@ -342,7 +582,7 @@ mod tests {
         )])
         .await;
         assert_eq!(client(&base).get_cluster("x").await.unwrap(), None);
-        let headers = &seen.lock().unwrap()[0];
+        let headers = &seen.lock().unwrap()[0].headers;
         assert_eq!(headers["x-api-key"], "KEY123");
         assert_eq!(headers["hopsai-api-version"], "v1");
         assert_eq!(headers["content-type"], "application/json");
@@ -373,6 +613,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_401_names_where_the_key_came_from_as_a_403_does() {
+        for (status, body) in [
+            (401, "Unauthorized"),
+            (401, r#"{"code":401,"message":"Unauthorized"}"#),
+            (200, r#"{"code":401,"message":"invalid api key"}"#),
+        ] {
+            let (base, seen) = server(vec![(status, body)]).await;
+            let err = client(&base)
+                .with_key_source("secret arn:aws:secretsmanager:r:1:secret:k")
+                .list_clusters()
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Forbidden { status: 401, .. }), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(
+                    "refused the API key from secret arn:aws:secretsmanager:r:1:secret:k (HTTP 401)"
+                ),
+                "{text}"
+            );
+            assert_eq!(seen.lock().unwrap().len(), 1, "401 must not be retried");
+        }
+    }
+
+    #[tokio::test]
     async fn throttling_and_5xx_are_retried_then_answered() {
         let ok = r#"{"apiVersion":"v1","status":"ok","code":200,"payload":{"clusters":[{"id":"a","state":"running"}]}}"#;
         let (base, seen) = server(vec![
@@ -393,5 +658,127 @@ mod tests {
         let err = client(&base).get_cluster("x").await.unwrap_err();
         assert!(matches!(err, Error::Exhausted { attempts: 4, .. }), "{err}");
         assert_eq!(seen.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_ends_the_call_at_its_deadline() {
+        let slow = Reply {
+            delay: Duration::from_secs(20),
+            ..reply(200, "{}")
+        };
+        let (base, _) = server_with(vec![slow; 4]).await;
+        let started = Instant::now();
+        let err = client(&base)
+            .within(Duration::from_millis(400))
+            .get_cluster("x")
+            .await
+            .unwrap_err();
+        assert!(err.is_out_of_time(), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_past_the_deadline_ends_the_call_at_once() {
+        let throttled = Reply {
+            retry_after: Some(20),
+            ..reply(429, r#"{"code":429,"message":"Too many requests"}"#)
+        };
+        let (base, seen) = server_with(vec![throttled; 4]).await;
+        let started = Instant::now();
+        let err = client(&base)
+            .within(Duration::from_secs(3))
+            .list_clusters()
+            .await
+            .unwrap_err();
+        assert!(err.is_out_of_time(), "{err}");
+        assert!(err.to_string().contains("429"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    const MADE: &str = r#"{"code":200,"payload":{"id":"c-1"}}"#;
+    const OURS: &str = r#"{"code":200,"payload":{"clusters":[{"id":"other","name":"x"},{"id":"c-1","name":"fs","tags":[{"name":"owner","value":"me"}]}]}}"#;
+    const NOT_OURS: &str =
+        r#"{"code":200,"payload":{"clusters":[{"id":"other","name":"fs","tags":[]}]}}"#;
+    const NONE: &str = r#"{"code":200,"payload":{"clusters":[]}}"#;
+    const NAME_TAKEN: &str = r#"{"code":400,"message":"a cluster named fs already exists"}"#;
+
+    fn ours(c: &Cluster) -> bool {
+        c.name == "fs" && c.tag("owner") == Some("me")
+    }
+
+    fn new_cluster() -> NewCluster {
+        NewCluster {
+            name: "fs".into(),
+            ..NewCluster::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_without_a_clear_answer_looks_before_posting_again() {
+        // Applied, then a 5xx (or a dropped connection): the lookup finds it; no second POST.
+        let (base, seen) = server(vec![(503, "Service Unavailable"), (200, OURS)]).await;
+        let created = client(&base)
+            .create_cluster(&new_cluster(), ours)
+            .await
+            .unwrap();
+        assert_eq!(created.id(), "c-1");
+        assert!(matches!(created, Created::Found(_)));
+        assert_eq!(
+            calls(&seen),
+            ["POST /api/clusters", "GET /api/clusters?cloud=AWS"]
+        );
+        // Not applied: nothing found, so the POST is tried again.
+        let (base, seen) = server(vec![(503, "{}"), (200, NONE), (200, MADE)]).await;
+        let created = client(&base)
+            .create_cluster(&new_cluster(), ours)
+            .await
+            .unwrap();
+        assert_eq!(created, Created::Made("c-1".into()));
+        assert_eq!(calls(&seen).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_create_adopts_our_cluster_only() {
+        // A concurrent delivery made it: the name is taken, by our own cluster.
+        let (base, _) = server(vec![(400, NAME_TAKEN), (200, OURS)]).await;
+        let created = client(&base)
+            .create_cluster(&new_cluster(), ours)
+            .await
+            .unwrap();
+        assert_eq!(created.id(), "c-1");
+        // Someone else's cluster of that name: the refusal stands.
+        let (base, seen) = server(vec![(400, NAME_TAKEN), (200, NOT_OURS)]).await;
+        let err = client(&base)
+            .create_cluster(&new_cluster(), ours)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(400), "{err}");
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(calls(&seen).len(), 2, "a refusal is not retried");
+    }
+
+    #[tokio::test]
+    async fn a_create_that_runs_out_of_time_says_so() {
+        let slow = Reply {
+            delay: Duration::from_secs(20),
+            ..reply(200, MADE)
+        };
+        let (base, seen) = server_with(vec![slow]).await;
+        let err = client(&base)
+            .within(Duration::from_millis(400))
+            .create_cluster(&new_cluster(), ours)
+            .await
+            .unwrap_err();
+        assert!(err.is_out_of_time(), "{err}");
+        assert_eq!(calls(&seen), ["POST /api/clusters"]);
     }
 }

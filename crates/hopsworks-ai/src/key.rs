@@ -14,6 +14,13 @@ pub enum KeyError {
     Empty,
     #[error("the secret is JSON but has no string field \"apiKey\"")]
     NoApiKeyField,
+    /// A line break or another control character inside the key: no HTTP header can carry it,
+    /// so no request could ever be sent with it.
+    #[error(
+        "the key holds a line break or another character an HTTP header cannot carry; store \
+         the key alone, on one line"
+    )]
+    NotAHeaderValue,
 }
 
 impl ApiKey {
@@ -34,6 +41,9 @@ impl ApiKey {
         };
         if key.is_empty() {
             return Err(KeyError::Empty);
+        }
+        if reqwest::header::HeaderValue::from_str(&key).is_err() {
+            return Err(KeyError::NotAHeaderValue);
         }
         Ok(Self(SecretString::from(key)))
     }
@@ -78,6 +88,22 @@ mod tests {
             KeyError::NoApiKeyField
         );
         assert_eq!(ApiKey::from_secret("  ").unwrap_err(), KeyError::Empty);
+    }
+
+    #[test]
+    fn a_key_no_header_can_carry_is_refused_without_quoting_it() {
+        for value in [
+            "abc\ndef",
+            "abc\rdef",
+            r#"{"apiKey": "abc\ndef"}"#,
+            "abc\u{7f}",
+        ] {
+            let err = ApiKey::from_secret(value).unwrap_err();
+            assert_eq!(err, KeyError::NotAHeaderValue, "{value:?}");
+            assert!(!err.to_string().contains("abc"), "{err}");
+        }
+        // Surrounding whitespace (a trailing newline from `echo`) is trimmed, not refused.
+        assert_eq!(ApiKey::from_secret("abc\n").unwrap().expose(), "abc");
     }
 
     #[test]

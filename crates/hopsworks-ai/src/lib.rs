@@ -5,6 +5,6 @@ mod client;
 mod key;
 pub mod model;
 
-pub use client::{Client, DEFAULT_BASE_URL, Error, Retry};
+pub use client::{Client, Created, DEFAULT_BASE_URL, Error, Retry};
 pub use key::{ApiKey, KeyError};
 pub use model::{Cluster, NewCluster, Wait, waiting_for_gone, waiting_for_running};

@@ -10,7 +10,7 @@ pub struct CreateRequest<'a> {
     pub cluster: &'a NewCluster,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct NewCluster {
     pub name: String,
@@ -221,9 +221,13 @@ pub fn waiting_for_running(state: &str) -> Wait {
 }
 
 /// Waiting for the cluster to be gone after DELETE (gone itself is a 404, not a state).
+///
+/// Unlike the Terraform provider, `error` is not a failure here: a rollback starts from a
+/// cluster that failed to start, and until Hopsworks.ai acts on the DELETE the cluster still
+/// reads `error`. It is deleted and waited for like any other.
 pub fn waiting_for_gone(state: &str) -> Wait {
     match state {
-        "running" | "shutting-down" => Wait::Pending,
+        "running" | "shutting-down" | "error" => Wait::Pending,
         _ => Wait::Failed,
     }
 }
@@ -307,6 +311,8 @@ mod tests {
         assert_eq!(waiting_for_running("error"), Wait::Failed);
         assert_eq!(waiting_for_running("stopped"), Wait::Failed);
         assert_eq!(waiting_for_gone("shutting-down"), Wait::Pending);
+        assert_eq!(waiting_for_gone("error"), Wait::Pending);
+        assert_eq!(waiting_for_gone("stopped"), Wait::Failed);
         assert_eq!(waiting_for_gone("termination-warning"), Wait::Failed);
     }
 }

@@ -37,11 +37,7 @@ pub async fn delete_cluster_repositories(
     cluster_id: &str,
 ) -> Result<Vec<String>, String> {
     // An empty or odd id would widen the prefix: refuse rather than risk other repositories.
-    let safe = !cluster_id.is_empty()
-        && cluster_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !safe {
+    if !crate::ownership::is_cluster_id(cluster_id) {
         return Err(format!(
             "refusing to clean ECR for cluster id {cluster_id:?}: not a Hopsworks cluster id"
         ));

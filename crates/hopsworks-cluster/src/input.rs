@@ -15,6 +15,38 @@ pub struct Settings {
     pub timeout_minutes: u64,
 }
 
+/// What a Delete needs: read leniently, so that a stack whose properties would no longer pass
+/// the Create's checks can still be deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteSettings {
+    pub secret_arn: String,
+    pub poll_seconds: u64,
+    pub timeout_minutes: u64,
+    /// The ECR registry of the cluster's repositories, when the properties say: for a cluster
+    /// Hopsworks.ai no longer lists (it says itself otherwise).
+    pub registry: Option<String>,
+}
+
+impl DeleteSettings {
+    pub fn parse(p: &Properties) -> Result<Self, InputError> {
+        let registry = match p.optional_str("EcrRegistryAccountId")? {
+            Some(account) => Some(account.to_owned()),
+            None => p
+                .optional_str("InstanceProfileArn")?
+                .and_then(instance_profile_account)
+                .map(str::to_owned),
+        };
+        Ok(Self {
+            secret_arn: p
+                .required_str("ApiKeySecretArn", "the API key's secret")?
+                .to_owned(),
+            poll_seconds: p.int("PollIntervalSeconds", 30, 1, 300)?,
+            timeout_minutes: p.int("TimeoutMinutes", 50, 1, 59)?,
+            registry,
+        })
+    }
+}
+
 /// Properties an Update may change without replacing the Hopsworks cluster.
 pub const IN_PLACE: &[&str] = &["ApiKeySecretArn", "PollIntervalSeconds", "TimeoutMinutes"];
 
@@ -60,7 +92,8 @@ impl Settings {
             invalid(
                 "InstanceProfileArn",
                 instance_profile_arn,
-                "an instance profile ARN, arn:aws:iam::ACCOUNT:instance-profile/NAME (the instance profile, not its role)",
+                "an instance profile ARN, arn:aws:iam::ACCOUNT:instance-profile/NAME (or arn:aws-cn:…, \
+                 arn:aws-us-gov:…; the instance profile, not its role)",
             )
         })?;
         let eks_cluster_name =
@@ -192,9 +225,12 @@ impl Settings {
     }
 }
 
-/// The account in `arn:aws:iam::ACCOUNT:instance-profile/NAME` (the contract's rule).
-fn instance_profile_account(arn: &str) -> Option<&str> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
+/// The account in `arn:PARTITION:iam::ACCOUNT:instance-profile/NAME` (the contract's rule, in
+/// any of the partitions a stack can run in: `aws`, `aws-cn`, `aws-us-gov`).
+pub(crate) fn instance_profile_account(arn: &str) -> Option<&str> {
+    let rest = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"]
+        .into_iter()
+        .find_map(|prefix| arn.strip_prefix(prefix))?;
     let (account, resource) = rest.split_once(':')?;
     let name = resource.strip_prefix("instance-profile/")?;
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty())
@@ -326,6 +362,40 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(expected), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_delete_reads_its_registry_from_the_account_or_the_instance_profile() {
+        let d = DeleteSettings::parse(&props(base())).unwrap();
+        assert_eq!(d.registry.as_deref(), Some("111122223333"));
+        assert_eq!(d.poll_seconds, 30);
+        let mut v = base();
+        v["EcrRegistryAccountId"] = json!("444455556666");
+        v["InstanceProfileArn"] = json!("not an ARN");
+        let d = DeleteSettings::parse(&props(v)).unwrap();
+        assert_eq!(d.registry.as_deref(), Some("444455556666"));
+        let mut v = base();
+        v["InstanceProfileArn"] = json!("arn:aws:iam::111122223333:role/hopsworks");
+        assert_eq!(DeleteSettings::parse(&props(v)).unwrap().registry, None);
+    }
+
+    #[test]
+    fn instance_profiles_of_every_partition_are_accepted() {
+        for partition in ["aws", "aws-cn", "aws-us-gov"] {
+            let mut v = base();
+            v["InstanceProfileArn"] = json!(format!(
+                "arn:{partition}:iam::111122223333:instance-profile/hopsworks"
+            ));
+            let s = Settings::parse(&props(v), "us-east-2").unwrap();
+            assert_eq!(s.cluster.ecr_registry_account_id, "111122223333");
+        }
+        for bad in [
+            "arn:aws-xx:iam::111122223333:instance-profile/hopsworks",
+            "arn:aws:iam::1111:instance-profile/hopsworks",
+            "arn:aws-cn:iam::111122223333:instance-profile/",
+        ] {
+            assert_eq!(instance_profile_account(bad), None, "{bad}");
         }
     }
 

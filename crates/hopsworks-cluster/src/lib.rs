@@ -4,12 +4,20 @@
 //!
 //! Creating or terminating takes tens of minutes and Lambda stops at 15: the wait hands itself on
 //! to a new invocation ([`Progress::Continue`]) under one overall deadline; only the last
-//! invocation answers CloudFormation.
+//! invocation answers CloudFormation. No Hopsworks.ai call outlives the invocation's answer: each
+//! is bounded by the time left, and one that runs out of it hands on too.
+//!
+//! What this resource makes is tagged with its owner ([`ownership`]): a Delete removes every
+//! cluster so tagged, whatever physical id it is given, so a Create whose answer was lost after
+//! its POST still leaves nothing behind.
 
 mod aws;
+mod delete;
 mod input;
+mod ownership;
 
-pub use input::{IN_PLACE, Settings, settings_fingerprint};
+pub use input::{DeleteSettings, IN_PLACE, Settings, settings_fingerprint};
+pub use ownership::LEGACY_OWNER_TAG;
 
 /// Every AWS action this resource calls: its role in the template grants exactly these.
 pub const IAM_ACTIONS: &[&str] = &[
@@ -19,26 +27,71 @@ pub const IAM_ACTIONS: &[&str] = &[
     "lambda:InvokeFunction",
 ];
 
-use custom_resource::{Action, Context, CustomResource, Failure, Outcome, Progress, Request};
-use hopsworks_ai::{Client, Cluster, Retry, Wait};
+use custom_resource::{
+    Action, Context, CustomResource, Failure, OWNER_TAG, Outcome, Owner, Progress, Request,
+};
+use hopsworks_ai::{Client, Cluster, Created, Retry, Wait};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
-/// Tag on clusters this resource creates: `<stack id>#<logical id>`, so a duplicate delivery of
-/// the same Create finds its cluster instead of making a second one.
-pub const OWNER_TAG: &str = "hopsworks-eks-stack";
 /// Tag on clusters this resource creates: [`settings_fingerprint`] of the properties it was
 /// created with, so an Update can tell a real change from CloudFormation's rollback to them.
 pub const SETTINGS_TAG: &str = "hopsworks-eks-stack-settings";
 /// Time kept back to hand on to a new invocation.
 const HAND_OVER: Duration = Duration::from_secs(3);
+/// The most one Hopsworks.ai call (its retries included) may take; less when the invocation has
+/// less time left.
+const CALL_CAP: Duration = Duration::from_secs(300);
 
-/// Where a wait is, carried from one invocation to the next.
+/// Where a request is, carried from one invocation to the next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "waiting_for", rename_all = "snake_case")]
 enum Waiting {
-    Running { id: String },
-    Gone { id: String },
+    /// Nothing known yet that repeating the first steps would not find again: start over (a
+    /// Create looks for its cluster before it posts; a Delete lists what it owns again).
+    Start,
+    Running {
+        id: String,
+    },
+    Gone {
+        clusters: Vec<delete::Doomed>,
+    },
+}
+
+/// Why a step stopped: the invocation's time ran out (hand on), Hopsworks.ai refused the key,
+/// or it failed otherwise.
+enum Stop {
+    OutOfTime,
+    KeyRefused(Failure),
+    Failed(Failure),
+}
+
+impl From<hopsworks_ai::Error> for Stop {
+    fn from(e: hopsworks_ai::Error) -> Self {
+        if e.is_out_of_time() {
+            Stop::OutOfTime
+        } else if e.is_key_refused() {
+            Stop::KeyRefused(e.into())
+        } else {
+            Stop::Failed(e.into())
+        }
+    }
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Self {
+        Stop::Failed(f)
+    }
+}
+
+/// `client` for one call: over before the framework must answer, with room left to hand on.
+fn bounded(client: &Client, ctx: &Context) -> Client {
+    client.within(call_budget(ctx))
+}
+
+fn call_budget(ctx: &Context) -> Duration {
+    ctx.call_budget(CALL_CAP + HAND_OVER)
+        .saturating_sub(HAND_OVER)
 }
 
 #[derive(Debug, Clone)]
@@ -67,62 +120,103 @@ impl HopsworksCluster {
     async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
         let settings = Settings::parse(&request.properties, &self.region)?;
         let client = self.client(&settings.secret_arn, ctx).await?;
-        let id = match ctx.state() {
-            Some(state) => waiting_id(state)?,
-            None => {
+        let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
+        let id = match read_state(ctx)? {
+            Some(Waiting::Running { id }) => {
+                ctx.record_physical_id(id.clone());
+                id
+            }
+            Some(Waiting::Gone { .. }) => {
+                return Err(Failure::new(
+                    "internal error: a Create was handed on as a Delete",
+                ));
+            }
+            None | Some(Waiting::Start) => {
+                let owner = Owner::of(request);
                 let fingerprint = settings_fingerprint(&request.properties);
-                self.start(&client, &settings, &owner(request), &fingerprint, ctx)
-                    .await?
+                match self
+                    .start(&client, &settings, &owner, &fingerprint, ctx)
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(Stop::OutOfTime) if SystemTime::now() < deadline => {
+                        tracing::info!("no answer from Hopsworks.ai in the time left: handing on");
+                        return Ok(Progress::Continue(state(Waiting::Start)));
+                    }
+                    Err(Stop::OutOfTime) => {
+                        return Err(Failure::new(format!(
+                            "Hopsworks.ai did not answer within {} minutes; retry later, or \
+                             raise TimeoutMinutes",
+                            settings.timeout_minutes
+                        )));
+                    }
+                    Err(Stop::KeyRefused(failure) | Stop::Failed(failure)) => return Err(failure),
+                }
             }
         };
-        self.wait_running(&client, &id, &settings, ctx)
+        self.wait_running(&client, &id, &settings, deadline, ctx)
             .await
             .map_err(|f| f.with_physical_id(id.clone()))
     }
 
-    /// POST the cluster, unless this request already made it (a duplicate delivery).
+    /// POST the cluster, unless this resource already made it (a duplicate delivery, a POST
+    /// whose answer was lost); the physical id is recorded as soon as it is known.
     async fn start(
         &self,
         client: &Client,
         settings: &Settings,
-        owner: &str,
+        owner: &Owner,
         fingerprint: &str,
         ctx: &Context,
-    ) -> Result<String, Failure> {
+    ) -> Result<String, Stop> {
         let wanted = &settings.cluster;
         ctx.step(format!(
             "checking Hopsworks.ai for clusters using EKS cluster {}",
             wanted.eks_cluster_name
         ));
-        let existing = client.list_clusters().await?;
+        let existing = bounded(client, ctx).list_clusters().await?;
         if let Some(ours) = existing
             .iter()
-            .find(|c| c.name == wanted.name && c.tag(OWNER_TAG) == Some(owner))
+            .find(|c| ownership::made_by(c, wanted, owner))
         {
-            tracing::info!(cluster_id = %ours.id, "this request already created the cluster: waiting for it");
+            tracing::info!(cluster_id = %ours.id, "this resource already created the cluster: waiting for it");
+            ctx.record_physical_id(ours.id.clone());
             return Ok(ours.id.clone());
         }
         if let Some(other) = existing
             .iter()
-            .find(|c| c.aws.eks_cluster_name == wanted.eks_cluster_name)
+            .find(|c| ownership::uses_same_eks(c, wanted))
         {
             return Err(Failure::new(format!(
-                "EKS cluster {} is already used by Hopsworks cluster {} ({}); an EKS cluster \
-                 serves one Hopsworks cluster only: terminate that one first, or use another \
-                 EKS cluster",
-                wanted.eks_cluster_name, other.name, other.id
-            )));
+                "EKS cluster {} in {} is already used by Hopsworks cluster {} ({}); an EKS \
+                 cluster serves one Hopsworks cluster only: terminate that one first, or use \
+                 another EKS cluster",
+                wanted.eks_cluster_name, wanted.region, other.name, other.id
+            ))
+            .into());
         }
         let mut cluster = wanted.clone();
-        for (name, value) in [(OWNER_TAG, owner), (SETTINGS_TAG, fingerprint)] {
+        for (name, value) in [
+            (OWNER_TAG, owner.key()),
+            (SETTINGS_TAG, fingerprint.to_owned()),
+        ] {
             cluster.tags.push(hopsworks_ai::model::Tag {
                 name: name.to_owned(),
-                value: value.to_owned(),
+                value,
             });
         }
         ctx.step(format!("creating Hopsworks cluster {}", cluster.name));
-        let id = client.create_cluster(&cluster).await?;
-        tracing::info!(cluster_id = %id, "Hopsworks cluster requested");
+        let created = bounded(client, ctx)
+            .create_cluster(&cluster, |c| ownership::made_by(c, wanted, owner))
+            .await?;
+        let id = created.id().to_owned();
+        ctx.record_physical_id(id.clone());
+        match created {
+            Created::Made(_) => tracing::info!(cluster_id = %id, "Hopsworks cluster requested"),
+            Created::Found(_) => {
+                tracing::info!(cluster_id = %id, "the cluster was made already (an earlier attempt or delivery): waiting for it");
+            }
+        }
         Ok(id)
     }
 
@@ -131,16 +225,40 @@ impl HopsworksCluster {
         client: &Client,
         id: &str,
         settings: &Settings,
+        deadline: SystemTime,
         ctx: &Context,
     ) -> Result<Progress<Outcome>, Failure> {
         let poll = Duration::from_secs(settings.poll_seconds);
-        let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
+        let late = |state: Option<&str>| {
+            Failure::new(format!(
+                "Hopsworks cluster {id} did not reach running within {} minutes (it is {}); \
+                 raise TimeoutMinutes or check it in Hopsworks.ai",
+                settings.timeout_minutes,
+                state.unwrap_or("not answering")
+            ))
+        };
+        let mut last_state = None;
         loop {
+            if SystemTime::now() > deadline {
+                return Err(late(last_state.as_deref()));
+            }
             ctx.step(format!("waiting for Hopsworks cluster {id} to run"));
-            let Some(cluster) = client.get_cluster(id).await? else {
-                return Err(Failure::new(format!(
-                    "Hopsworks cluster {id} disappeared while starting"
-                )));
+            let cluster = match bounded(client, ctx).get_cluster(id).await {
+                Ok(Some(cluster)) => cluster,
+                Ok(None) => {
+                    return Err(Failure::new(format!(
+                        "Hopsworks cluster {id} disappeared while starting"
+                    )));
+                }
+                // A slow answer (a hung connection, a long Retry-After) near the end of this
+                // invocation: the next one asks again.
+                Err(e) if e.is_out_of_time() => {
+                    tracing::info!(cluster_id = %id, error = %e, "no answer in the time left: handing on");
+                    return Ok(Progress::Continue(state(Waiting::Running {
+                        id: id.to_owned(),
+                    })));
+                }
+                Err(e) => return Err(e.into()),
             };
             match hopsworks_ai::waiting_for_running(&cluster.state) {
                 Wait::Reached => return Ok(Progress::Done(outcome(&cluster))),
@@ -159,65 +277,16 @@ impl HopsworksCluster {
                 Wait::Pending => {}
             }
             if SystemTime::now() + poll > deadline {
-                return Err(Failure::new(format!(
-                    "Hopsworks cluster {id} did not reach running within {} minutes (it is {}); \
-                     raise TimeoutMinutes or check it in Hopsworks.ai",
-                    settings.timeout_minutes, cluster.state
-                )));
+                return Err(late(Some(&cluster.state)));
             }
             if ctx.remaining() < poll + HAND_OVER {
                 return Ok(Progress::Continue(state(Waiting::Running {
                     id: id.to_owned(),
                 })));
             }
+            last_state = Some(cluster.state);
             tokio::time::sleep(poll).await;
         }
-    }
-
-    async fn delete(&self, request: &Request, ctx: &Context) -> Result<Progress<()>, Failure> {
-        let id = request.action.physical_id().unwrap_or_default().to_owned();
-        let p = &request.properties;
-        let secret_arn = p.required_str("ApiKeySecretArn", "the API key's secret")?;
-        let poll = Duration::from_secs(p.int("PollIntervalSeconds", 30, 1, 300)?);
-        let timeout_minutes: u64 = p.int("TimeoutMinutes", 50, 1, 59)?;
-        let client = self.client(secret_arn, ctx).await?;
-        if ctx.state().is_none() {
-            ctx.step(format!("terminating Hopsworks cluster {id}"));
-            client.delete_cluster(&id).await?;
-        }
-        let deadline = ctx.first_started() + Duration::from_secs(timeout_minutes * 60);
-        loop {
-            ctx.step(format!("waiting for Hopsworks cluster {id} to terminate"));
-            let Some(cluster) = client.get_cluster(&id).await? else {
-                break;
-            };
-            if hopsworks_ai::waiting_for_gone(&cluster.state) == Wait::Failed {
-                return Err(Failure::new(format!(
-                    "Hopsworks cluster {id} is {} while terminating: {}",
-                    cluster.state, cluster.error_message
-                )));
-            }
-            if SystemTime::now() + poll > deadline {
-                return Err(Failure::new(format!(
-                    "Hopsworks cluster {id} was not gone within {timeout_minutes} minutes (it is \
-                     {}); retry the delete, or terminate it in Hopsworks.ai",
-                    cluster.state
-                )));
-            }
-            if ctx.remaining() < poll + HAND_OVER {
-                return Ok(Progress::Continue(state(Waiting::Gone { id })));
-            }
-            tokio::time::sleep(poll).await;
-        }
-        let registry = ecr_registry(p)?;
-        ctx.step(format!(
-            "deleting ECR repositories {id}/… in account {registry}"
-        ));
-        let deleted = aws::delete_cluster_repositories(&self.ecr, &registry, &id)
-            .await
-            .map_err(Failure::new)?;
-        tracing::info!(cluster_id = %id, repositories = deleted.len(), "terminated and cleaned up");
-        Ok(Progress::Done(()))
     }
 
     /// Only the secret, the poll interval and the timeout change in place; anything else would be
@@ -234,7 +303,7 @@ impl HopsworksCluster {
         let changed = input::replacing_changes(old_properties, &request.properties);
         let client = self.client(&settings.secret_arn, ctx).await?;
         ctx.step(format!("reading Hopsworks cluster {physical_id}"));
-        let Some(cluster) = client.get_cluster(physical_id).await? else {
+        let Some(cluster) = bounded(&client, ctx).get_cluster(physical_id).await? else {
             return Err(Failure::new(format!(
                 "Hopsworks cluster {physical_id} no longer exists; delete this stack and create \
                  it again"
@@ -266,7 +335,7 @@ impl CustomResource for HopsworksCluster {
     }
 
     async fn delete(&self, request: &Request, ctx: &Context) -> Result<Progress<()>, Failure> {
-        HopsworksCluster::delete(self, request, ctx).await
+        HopsworksCluster::remove(self, request, ctx).await
     }
 }
 
@@ -279,39 +348,21 @@ fn outcome(cluster: &Cluster) -> Outcome {
         .with("Version", cluster.version.clone())
 }
 
-fn owner(request: &Request) -> String {
-    format!(
-        "{}#{}",
-        request.envelope.stack_id, request.envelope.logical_resource_id
-    )
-}
-
 fn state(waiting: Waiting) -> serde_json::Value {
     serde_json::to_value(waiting).unwrap_or_default()
 }
 
-fn waiting_id(state: &serde_json::Value) -> Result<String, Failure> {
-    match serde_json::from_value(state.clone()) {
-        Ok(Waiting::Running { id }) | Ok(Waiting::Gone { id }) => Ok(id),
-        Err(e) => Err(Failure::new(format!(
-            "internal error: the continued state does not read: {e}"
-        ))),
-    }
-}
-
-/// The ECR registry the cluster's repositories are in: `EcrRegistryAccountId`, else the account of
-/// the instance profile.
-fn ecr_registry(p: &custom_resource::Properties) -> Result<String, Failure> {
-    if let Some(account) = p.optional_str("EcrRegistryAccountId")? {
-        return Ok(account.to_owned());
-    }
-    let profile = p.required_str("InstanceProfileArn", "the instance profile's ARN")?;
-    profile
-        .split(':')
-        .nth(4)
-        .filter(|a| a.len() == 12)
-        .map(str::to_owned)
-        .ok_or_else(|| Failure::new(format!("InstanceProfileArn {profile:?} names no account")))
+/// The state an earlier invocation handed on, if any.
+fn read_state(ctx: &Context) -> Result<Option<Waiting>, Failure> {
+    ctx.state()
+        .map(|state| {
+            serde_json::from_value(state.clone()).map_err(|e| {
+                Failure::new(format!(
+                    "internal error: the continued state does not read: {e}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 #[cfg(test)]
@@ -319,9 +370,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waiting_state_round_trips() {
-        let s = state(Waiting::Gone { id: "abc".into() });
-        assert_eq!(s["waiting_for"], "gone");
-        assert_eq!(waiting_id(&s).unwrap(), "abc");
+    fn waiting_states_round_trip() {
+        for waiting in [
+            Waiting::Start,
+            Waiting::Running { id: "abc".into() },
+            Waiting::Gone {
+                clusters: vec![delete::Doomed {
+                    id: "abc".into(),
+                    registry: Some("111122223333".into()),
+                }],
+            },
+        ] {
+            let s = state(waiting.clone());
+            assert!(s["waiting_for"].is_string(), "{s}");
+            assert_eq!(serde_json::from_value::<Waiting>(s).unwrap(), waiting);
+        }
     }
 }

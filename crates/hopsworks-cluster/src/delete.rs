@@ -1,0 +1,341 @@
+//! Delete: terminate what this resource owns, wait until it is gone, clean its ECR repositories.
+//!
+//! Ownership, not the physical id alone, says what to remove: the cluster the id names, and every
+//! cluster tagged with this resource's owner ([`ownership::owned_by`]). A Delete of the
+//! failed-create marker (a Create whose answer was lost after its POST) so finds the cluster its
+//! Create made; a marker Delete whose properties or key could not have made anything succeeds.
+
+use crate::{DeleteSettings, Settings, read_state, state};
+use crate::{HAND_OVER, HopsworksCluster, Stop, Waiting, aws, bounded, call_budget, ownership};
+use custom_resource::{Context, Failure, Owner, Progress, Request};
+use hopsworks_ai::{Client, Cluster, Wait};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+/// A cluster this Delete terminates, and the ECR registry of its repositories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Doomed {
+    pub id: String,
+    pub registry: Option<String>,
+}
+
+impl HopsworksCluster {
+    pub(crate) async fn remove(
+        &self,
+        request: &Request,
+        ctx: &Context,
+    ) -> Result<Progress<()>, Failure> {
+        let known = request.known_physical_id();
+        let p = &request.properties;
+        // The marker's Delete follows a Create that may have failed on its input: checked as the
+        // Create checked it, such input made nothing.
+        let parsed = match known {
+            Some(_) => DeleteSettings::parse(p),
+            None => Settings::parse(p, &self.region).and_then(|_| DeleteSettings::parse(p)),
+        };
+        let settings = match parsed {
+            Ok(settings) => settings,
+            Err(e) if known.is_none() => {
+                tracing::info!(error = %e, "the failed Create had invalid properties: it made nothing");
+                return Ok(Progress::Done(()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let client = match self.client(&settings.secret_arn, ctx).await {
+            Ok(client) => client,
+            Err(failure) if known.is_none() => {
+                tracing::warn!(reason = %failure.reason, "the failed Create could not read this key either: it made nothing");
+                return Ok(Progress::Done(()));
+            }
+            Err(failure) => return Err(failure),
+        };
+        let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
+        let doomed = match read_state(ctx)? {
+            Some(Waiting::Gone { clusters }) => {
+                return self
+                    .wait_gone(&client, clusters, &settings, deadline, ctx)
+                    .await;
+            }
+            Some(Waiting::Running { .. }) => {
+                return Err(Failure::new(
+                    "internal error: a Delete was handed on as a Create",
+                ));
+            }
+            None | Some(Waiting::Start) => {
+                self.terminate(&client, known, &Owner::of(request), &settings, ctx)
+                    .await
+            }
+        };
+        match doomed {
+            Ok(doomed) if doomed.is_empty() => {
+                tracing::info!("no Hopsworks cluster of this resource: nothing to remove");
+                Ok(Progress::Done(()))
+            }
+            Ok(doomed) => {
+                // As Hopsworks' own provider does: the first poll one interval after the DELETE.
+                let poll = Duration::from_secs(settings.poll_seconds);
+                if ctx.remaining() < poll + HAND_OVER {
+                    return Ok(Progress::Continue(state(Waiting::Gone {
+                        clusters: doomed,
+                    })));
+                }
+                tokio::time::sleep(poll).await;
+                self.wait_gone(&client, doomed, &settings, deadline, ctx)
+                    .await
+            }
+            Err(Stop::OutOfTime) if SystemTime::now() < deadline => {
+                Ok(Progress::Continue(state(Waiting::Start)))
+            }
+            Err(Stop::OutOfTime) => Err(Failure::new(format!(
+                "Hopsworks.ai did not answer within {} minutes; retry the delete",
+                settings.timeout_minutes
+            ))),
+            // The marker's Delete with a key Hopsworks.ai refuses: the Create could not have
+            // made anything with it either.
+            Err(Stop::KeyRefused(failure)) if known.is_none() => {
+                tracing::warn!(reason = %failure.reason, "the failed Create's key is refused: it made nothing");
+                Ok(Progress::Done(()))
+            }
+            Err(Stop::KeyRefused(failure) | Stop::Failed(failure)) => Err(failure),
+        }
+    }
+
+    /// Send DELETE for every cluster this resource owns; the clusters to wait for.
+    async fn terminate(
+        &self,
+        client: &Client,
+        known: Option<&str>,
+        owner: &Owner,
+        settings: &DeleteSettings,
+        ctx: &Context,
+    ) -> Result<Vec<Doomed>, Stop> {
+        ctx.step("listing the Hopsworks clusters this resource owns");
+        let listed = bounded(client, ctx).list_clusters().await?;
+        let doomed = doomed(known, &listed, owner, settings.registry.as_deref());
+        for d in &doomed {
+            ctx.step(format!("terminating Hopsworks cluster {}", d.id));
+            bounded(client, ctx).delete_cluster(&d.id).await?;
+        }
+        Ok(doomed)
+    }
+
+    /// Poll until every cluster is gone (404), cleaning each one's ECR repositories as it goes.
+    async fn wait_gone(
+        &self,
+        client: &Client,
+        mut doomed: Vec<Doomed>,
+        settings: &DeleteSettings,
+        deadline: SystemTime,
+        ctx: &Context,
+    ) -> Result<Progress<()>, Failure> {
+        let poll = Duration::from_secs(settings.poll_seconds);
+        loop {
+            let mut left: Vec<(Doomed, String)> = Vec::new();
+            let mut queue = doomed.into_iter();
+            while let Some(d) = queue.next() {
+                ctx.step(format!(
+                    "waiting for Hopsworks cluster {} to terminate",
+                    d.id
+                ));
+                let step = match bounded(client, ctx).get_cluster(&d.id).await {
+                    Ok(None) => self.clean_ecr(&d, ctx).await,
+                    Ok(Some(cluster)) => {
+                        if hopsworks_ai::waiting_for_gone(&cluster.state) == Wait::Failed {
+                            return Err(Failure::new(format!(
+                                "Hopsworks cluster {} is {} while terminating: {}",
+                                d.id, cluster.state, cluster.error_message
+                            )));
+                        }
+                        left.push((d.clone(), cluster.state));
+                        Ok(())
+                    }
+                    Err(e) => Err(Stop::from(e)),
+                };
+                match step {
+                    Ok(()) => {}
+                    Err(Stop::OutOfTime) => {
+                        let rest = left.into_iter().map(|(d, _)| d);
+                        let clusters = rest.chain([d]).chain(queue).collect();
+                        return Ok(Progress::Continue(state(Waiting::Gone { clusters })));
+                    }
+                    Err(Stop::KeyRefused(failure) | Stop::Failed(failure)) => {
+                        return Err(failure);
+                    }
+                }
+            }
+            if left.is_empty() {
+                return Ok(Progress::Done(()));
+            }
+            if SystemTime::now() + poll > deadline {
+                let states: Vec<String> = left
+                    .iter()
+                    .map(|(d, state)| format!("{} is {state}", d.id))
+                    .collect();
+                return Err(Failure::new(format!(
+                    "Hopsworks cluster {} not gone within {} minutes; retry the delete, or \
+                     terminate it in Hopsworks.ai",
+                    states.join(", "),
+                    settings.timeout_minutes
+                )));
+            }
+            doomed = left.into_iter().map(|(d, _)| d).collect();
+            if ctx.remaining() < poll + HAND_OVER {
+                return Ok(Progress::Continue(state(Waiting::Gone {
+                    clusters: doomed,
+                })));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Delete the repositories `<cluster id>/…` of a cluster that is gone (bounded, like every
+    /// call: a clean-up cut short is done again by the next invocation).
+    async fn clean_ecr(&self, d: &Doomed, ctx: &Context) -> Result<(), Stop> {
+        let Some(registry) = &d.registry else {
+            tracing::warn!(cluster_id = %d.id, "no ECR registry known for this cluster: its repositories are left");
+            return Ok(());
+        };
+        ctx.step(format!(
+            "deleting ECR repositories {}/… in account {registry}",
+            d.id
+        ));
+        let cleaned = tokio::time::timeout(
+            call_budget(ctx),
+            aws::delete_cluster_repositories(&self.ecr, registry, &d.id),
+        )
+        .await
+        .map_err(|_| Stop::OutOfTime)?
+        .map_err(Failure::new)?;
+        tracing::info!(cluster_id = %d.id, repositories = cleaned.len(), "terminated and cleaned up");
+        Ok(())
+    }
+}
+
+/// What a Delete terminates: the cluster `known` names (gone already or not: its repositories are
+/// cleaned either way) and every listed cluster `owner` tagged. The registry is the one
+/// Hopsworks.ai lists for the cluster, else `fallback` (the properties').
+fn doomed(
+    known: Option<&str>,
+    listed: &[Cluster],
+    owner: &Owner,
+    fallback: Option<&str>,
+) -> Vec<Doomed> {
+    let registry_of = |id: &str| {
+        listed
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.aws.ecr_registry_account_id.as_str())
+            .filter(|r| !r.is_empty())
+            .or(fallback)
+            .map(str::to_owned)
+    };
+    let mut ids: Vec<&str> = Vec::new();
+    match known {
+        Some(id) if ownership::is_cluster_id(id) => ids.push(id),
+        Some(id) => {
+            tracing::info!(
+                physical_id = id,
+                "not a Hopsworks cluster id: removing by ownership only"
+            );
+        }
+        None => {}
+    }
+    for c in listed.iter().filter(|c| ownership::owned_by(c, owner)) {
+        if ids.contains(&c.id.as_str()) {
+            continue;
+        }
+        if !ownership::is_cluster_id(&c.id) {
+            tracing::warn!(cluster_id = %c.id, "a cluster tagged as this resource's has an id that is not safe to use: left");
+            continue;
+        }
+        tracing::info!(cluster_id = %c.id, name = %c.name, "a cluster tagged as this resource's: terminating it");
+        ids.push(&c.id);
+    }
+    ids.into_iter()
+        .map(|id| Doomed {
+            id: id.to_owned(),
+            registry: registry_of(id),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custom_resource::OWNER_TAG;
+    use hopsworks_ai::model::{AwsSettings, Tag};
+
+    const STACK: &str = "arn:aws:cloudformation:us-east-2:111122223333:stack/hops/6f5c4c80-ab12-11ef-9b1a-0a1b2c3d4e5f";
+
+    fn owner() -> Owner {
+        Owner {
+            stack_id: STACK.into(),
+            logical_id: "HopsworksCluster".into(),
+        }
+    }
+
+    fn cluster(id: &str, owner_value: Option<String>, registry: &str) -> Cluster {
+        Cluster {
+            id: id.into(),
+            name: id.into(),
+            tags: owner_value
+                .map(|value| Tag {
+                    name: OWNER_TAG.into(),
+                    value,
+                })
+                .into_iter()
+                .collect(),
+            aws: AwsSettings {
+                ecr_registry_account_id: registry.into(),
+                ..AwsSettings::default()
+            },
+            ..Cluster::default()
+        }
+    }
+
+    fn ids(doomed: &[Doomed]) -> Vec<(&str, Option<&str>)> {
+        doomed
+            .iter()
+            .map(|d| (d.id.as_str(), d.registry.as_deref()))
+            .collect()
+    }
+
+    #[test]
+    fn the_marker_removes_what_the_owner_tag_says_and_nothing_else() {
+        let other = Owner {
+            logical_id: "Other".into(),
+            ..owner()
+        };
+        let listed = [
+            cluster("ours", Some(owner().key()), "444455556666"),
+            cluster("theirs", Some(other.key()), ""),
+            cluster("untagged", None, ""),
+        ];
+        let d = doomed(None, &listed, &owner(), Some("111122223333"));
+        assert_eq!(ids(&d), [("ours", Some("444455556666"))]);
+    }
+
+    #[test]
+    fn a_known_id_is_removed_even_when_gone_and_orphans_with_it() {
+        let listed = [cluster("orphan", Some(owner().key()), "")];
+        let d = doomed(Some("gone-1"), &listed, &owner(), Some("111122223333"));
+        assert_eq!(
+            ids(&d),
+            [
+                ("gone-1", Some("111122223333")),
+                ("orphan", Some("111122223333"))
+            ]
+        );
+        // Listed and known: once.
+        let listed = [cluster("c-1", Some(owner().key()), "")];
+        assert_eq!(doomed(Some("c-1"), &listed, &owner(), None).len(), 1);
+    }
+
+    #[test]
+    fn an_id_that_is_no_cluster_id_is_never_used() {
+        let d = doomed(Some("failed-create:X:1"), &[], &owner(), None);
+        assert!(d.is_empty());
+        let listed = [cluster("../x", Some(owner().key()), "")];
+        assert!(doomed(None, &listed, &owner(), None).is_empty());
+    }
+}
