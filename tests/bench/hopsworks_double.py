@@ -15,13 +15,22 @@ CloudFormation custom resource makes to create, watch and delete one cluster:
 - Clusters move one state per `polls_per_state` GETs of them (GET /api/clusters/{id} only):
   pending -> initializing -> starting-hopsworks -> running, or, for a cluster created after
   `fail_next_with` was set, pending -> initializing -> error. After DELETE they report
-  shutting-down for `polls_per_state` GETs, then they are gone (404).
+  shutting-down for `polls_per_state` GETs, then they are gone (404). With `delete_lag_polls`
+  set, a DELETE takes effect that many GETs late (the cluster still reads as it was, `error`
+  say), as an asynchronous service acts on a request some time after accepting it.
+- Names are unique among live clusters: a second POST of a name answers 400 with the error
+  envelope ("a cluster named … already exists"), as does a second cluster on one EKS cluster
+  (same name and region).
 - As the real service pushes its images: when a cluster reaches `running`, the repositories
   `<clusterId>/<name>` (the seven of ECR_IMAGES) are created in moto's ECR, in the cluster's
   ecrRegistryAccountId and region, with one image each; when a deleted cluster goes away they
   are force-deleted, unless `leave_ecr_repos` is set (the real service probably leaves them:
   that is what a stack's own clean-up is tested against).
-- Fault injection (status codes, delays) and a request log that never holds the API key.
+- Fault injection and a request log that never holds the API key. A fault matches a method and
+  a substring of the path (and query), lets `skip` matching requests through first, then fires
+  `times` times: `status` answers an error (with `retry_after`, a Retry-After header), `delay`
+  answers late, `drop` closes the connection without an answer; with `after` the request is
+  applied first (a cluster made, a DELETE accepted), so the caller cannot tell it happened.
 
 Not implemented (501): stop/start and the day-2 operations under /api/clusters/{id}/...,
 the versions and instance-type catalogues.
@@ -43,7 +52,7 @@ from urllib.parse import parse_qs
 from moto.ecr.exceptions import RepositoryAlreadyExistsException, RepositoryNotFoundException
 from moto.ecr.models import ecr_backends
 
-from kube_double import Fault, JsonHandler, LoopbackHTTPServer, serve_in_thread
+from kube_double import JsonHandler, LoopbackHTTPServer, serve_in_thread
 
 log = logging.getLogger("bench.hopsworks_double")
 
@@ -54,8 +63,10 @@ ECR_IMAGES = ("filebeat", "base", "onlinefs", "airflow", "git", "testconnector",
 
 # The provider's validation regexps (Go RE2). They are used with fullmatch and re.ASCII so that
 # they mean what they mean in Go: `\d` and `\w` are ASCII only, and `$` does not accept a
-# trailing newline.
-INSTANCE_PROFILE_ARN = re.compile(r"^arn:aws:iam::([0-9]*):instance-profile/(.*)$", re.ASCII)
+# trailing newline. The provider's instance-profile pattern names the `aws` partition only; the
+# double also takes `aws-cn` and `aws-us-gov` (a server has no reason to refuse them; unverified).
+INSTANCE_PROFILE_ARN = re.compile(r"^arn:aws(?:-cn|-us-gov)?:iam::([0-9]*):instance-profile/(.*)$",
+                                  re.ASCII)
 EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]+$", re.ASCII)
 ACCOUNT_ID = re.compile(r"^\d{12}$", re.ASCII)
 KMS_KEY_ARN = re.compile(r"^arn:aws:kms:\w+(?:-\w+)+:\d{12}:(key|alias)/(.*)$", re.ASCII)
@@ -79,7 +90,7 @@ INITIALIZATION_STAGE = {"pending": "creating-resources", "initializing": "instal
 DAY2_SUFFIXES = ("stop", "start", "workers", "ports", "autoscale", "upgrade",
                  "upgrade/rollback", "nodes/modify-instance-type")
 
-FAULT_MESSAGES = {400: "Bad request", 404: "not found", 409: "Conflict",
+FAULT_MESSAGES = {400: "Bad request", 401: "Unauthorized", 404: "not found", 409: "Conflict",
                   429: "Too many requests", 500: "Internal server error", 502: "Bad gateway",
                   503: "Service unavailable", 504: "Gateway timeout"}
 REDACTED = "<redacted>"
@@ -91,6 +102,59 @@ class ApiError(Exception):
     def __init__(self, code, message, headers=()):
         super().__init__(message)
         self.code, self.message, self.headers = code, message, list(headers)
+
+
+@dataclass
+class HopsworksFault:
+    """One injected fault (see the module's docstring)."""
+    kind: str  # status | delay | drop
+    times: int = 1
+    status: int = 500
+    seconds: float = 0.0
+    method: str | None = None
+    path_contains: str | None = None
+    skip: int = 0
+    after: bool = False
+    retry_after: int | None = None
+
+    KINDS = ("status", "delay", "drop")
+
+    def matches(self, method, target):
+        return ((self.method is None or self.method.upper() == method)
+                and (self.path_contains is None or self.path_contains in target))
+
+    @classmethod
+    def from_json(cls, spec):
+        if not isinstance(spec, dict):
+            raise ValueError("expected a fault object")
+        unknown = set(spec) - {"kind", "times", "status", "seconds", "method", "path_contains",
+                               "skip", "after", "retry_after"}
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+        kind = spec.get("kind")
+        if kind not in cls.KINDS:
+            raise ValueError(f"kind must be one of {', '.join(cls.KINDS)}")
+        fault = cls(kind, int(spec.get("times", 1)), int(spec.get("status") or 500),
+                    float(spec.get("seconds") or 0), spec.get("method"),
+                    spec.get("path_contains"), int(spec.get("skip") or 0),
+                    bool(spec.get("after", False)),
+                    None if spec.get("retry_after") is None else int(spec["retry_after"]))
+        if fault.times < 1:
+            raise ValueError("times must be at least 1")
+        if fault.skip < 0:
+            raise ValueError("skip must not be negative")
+        if kind == "status" and not 400 <= fault.status <= 599:
+            raise ValueError("status must be an HTTP error status (400-599)")
+        if kind == "delay" and fault.seconds <= 0:
+            raise ValueError("seconds must be positive")
+        if fault.retry_after is not None and fault.retry_after < 0:
+            raise ValueError("retry_after must not be negative")
+        return fault
+
+    def describe(self):
+        return {"kind": self.kind, "status": self.status, "seconds": self.seconds,
+                "method": self.method, "path_contains": self.path_contains, "times": self.times,
+                "skip": self.skip, "after": self.after, "retry_after": self.retry_after}
 
 
 def _bad(message):
@@ -253,6 +317,7 @@ class Cluster:
     seen: int = 0  # GETs that reported the current state
     gets: int = 0  # GETs of this cluster, all states
     deleting: bool = False
+    delete_lag: int = 0  # GETs left that still show the state from before the DELETE
     gone: bool = False
     started_on: int | None = None
     head_node_id: str = field(default_factory=lambda: "i-0" + secrets.token_hex(8))
@@ -266,7 +331,7 @@ class Cluster:
     def state(self):
         if self.gone:
             return TERMINATED
-        if self.deleting:
+        if self.deleting and not self.delete_lag:
             return SHUTTING_DOWN
         return self.states[self.index]
 
@@ -301,7 +366,7 @@ class HopsworksDouble:
         self._lock = threading.Lock()
         self._clusters = {}  # id -> Cluster, including gone ones
         self._behaviour = {"polls_per_state": 1, "fail_next_with": None,
-                           "leave_ecr_repos": False}
+                           "leave_ecr_repos": False, "delete_lag_polls": 0}
         self._faults = []
         self._requests = []
         self._server = LoopbackHTTPServer(("127.0.0.1", 0), _HopsworksHandler)
@@ -342,25 +407,19 @@ class HopsworksDouble:
                 raise ValueError("fail_next_with must be a non-empty string or null")
         if "leave_ecr_repos" in changes and not isinstance(changes["leave_ecr_repos"], bool):
             raise ValueError("leave_ecr_repos must be a boolean")
+        if "delete_lag_polls" in changes:
+            n = changes["delete_lag_polls"]
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise ValueError("delete_lag_polls must be an integer >= 0")
         with self._lock:
             self._behaviour.update(changes)
             return dict(self._behaviour)
 
     def add_fault(self, spec):
-        if not isinstance(spec, dict):
-            raise ValueError("expected a fault object")
-        if spec.get("kind") not in ("status", "delay"):
-            raise ValueError("kind must be status or delay")
-        fault = Fault.from_json(spec)
-        if fault.kind == "status" and not 400 <= fault.status <= 599:
-            raise ValueError("status must be an HTTP error status (400-599)")
-        if fault.kind == "delay" and fault.seconds <= 0:
-            raise ValueError("seconds must be positive")
+        fault = HopsworksFault.from_json(spec)
         with self._lock:
             self._faults.append(fault)
-        return {"kind": fault.kind, "status": fault.status, "seconds": fault.seconds,
-                "method": fault.method, "path_contains": fault.path_contains,
-                "times": fault.times}
+        return fault.describe()
 
     def clear_faults(self):
         with self._lock:
@@ -427,10 +486,15 @@ class HopsworksDouble:
         """`text` with the API key cut out, for the request log."""
         return text.replace(self._api_key, REDACTED) if text else text
 
-    def take_fault(self, kind, method, target):
+    def take_fault(self, method, target):
+        """The fault this request meets, if any (the first that matches, once its skips are
+        used up), counted."""
         with self._lock:
             for fault in self._faults:
-                if fault.kind == kind and fault.matches(method, target):
+                if fault.matches(method, target):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.times -= 1
                     if fault.times == 0:
                         self._faults.remove(fault)
@@ -457,6 +521,11 @@ class HopsworksDouble:
             c = self._clusters.get(cluster_id)
             if c is None or c.gone:
                 raise _not_found()
+            if c.delete_lag > 0:  # the DELETE not acted on yet: as it was
+                view = self._api_view(c)
+                c.delete_lag -= 1
+                c.gets += 1
+                return view
             if c.seen >= self._behaviour["polls_per_state"]:
                 if c.deleting:
                     c.gone = True
@@ -483,6 +552,7 @@ class HopsworksDouble:
                 raise _not_found()
             if not c.deleting:  # a repeated DELETE changes nothing
                 c.deleting, c.seen = True, 0
+                c.delete_lag = self._behaviour["delete_lag_polls"]
 
     # --- Internals (lock held) ----------------------------------------------------------------
 
@@ -620,6 +690,14 @@ class HopsworksDouble:
         return view
 
 
+def _injected_error(fault):
+    retry_after = fault.retry_after
+    if retry_after is None and fault.status == 429:
+        retry_after = 1
+    return ApiError(fault.status, FAULT_MESSAGES.get(fault.status, "injected fault"),
+                    [] if retry_after is None else [("Retry-After", str(retry_after))])
+
+
 class _HopsworksHandler(JsonHandler):
     server_version = "hopsworks-ai-double"
 
@@ -635,29 +713,38 @@ class _HopsworksHandler(JsonHandler):
         key_ok = double.key_matches(self.headers.get_all("x-api-key") or [])
         version_ok = self.headers.get_all("hopsai-api-version") == [API_VERSION]
         raw = self.read_body()
-        status, doc, extra_headers, fault = 500, None, [], None
+        status, doc, extra_headers = 500, None, []
+        injected = double.take_fault(method, target)
+        fault = None if injected is None else (
+            injected.kind + (f" {injected.status}" if injected.kind == "status" else "")
+            + (f" {injected.seconds}s" if injected.kind == "delay" else "")
+            + (" after applying" if injected.after else ""))
+        dropped = injected is not None and injected.kind == "drop"
         try:
-            # As the kube doubles: faults fire before authentication is enforced.
-            delay = double.take_fault("delay", method, target)
-            if delay is not None:
-                fault = f"delay {delay.seconds}s"
-                time.sleep(delay.seconds)
-            injected = double.take_fault("status", method, target)
-            if injected is not None:
-                fault = f"status {injected.status}"
-                raise ApiError(injected.status,
-                               FAULT_MESSAGES.get(injected.status, "injected fault"),
-                               [("Retry-After", "1")] if injected.status == 429 else [])
+            # As the kube doubles: faults fire before authentication is enforced (unless `after`:
+            # then the request is served first, and only its answer is lost or late).
+            if injected is not None and not injected.after:
+                if injected.kind == "delay":
+                    time.sleep(injected.seconds)
+                elif injected.kind == "status":
+                    raise _injected_error(injected)
             if not (key_ok and version_ok):
                 raise ApiError(403, "Unauthorized")
             if raw is None:
                 raise ApiError(413, f"request body larger than {self.MAX_BODY} bytes")
-            status, doc = 200, self._route(double, method, path, query, raw)
+            if not (dropped and not injected.after):
+                status, doc = 200, self._route(double, method, path, query, raw)
         except ApiError as e:
             status, doc, extra_headers = e.code, _error(e.code, e.message), e.headers
         except Exception as e:
             log.exception("hopsworks double: %s %s failed", method, path)
             status, doc = 500, _error(500, f"bench bug: {e!r}")
+        if injected is not None and injected.after:
+            if injected.kind == "status":
+                e = _injected_error(injected)
+                status, doc, extra_headers = e.code, _error(e.code, e.message), e.headers
+            elif injected.kind == "delay":
+                time.sleep(injected.seconds)
 
         # Never the key itself: not its header, nor anywhere else it might have been put.
         logged_headers = {}
@@ -673,8 +760,13 @@ class _HopsworksHandler(JsonHandler):
             "query": double.redact(query), "status": status,
             "key_present": bool(self.headers.get_all("x-api-key")), "key_ok": key_ok,
             "api_version_ok": version_ok, "headers": logged_headers,
-            "body": double.redact(body_text), "fault": fault})
+            "body": double.redact(body_text), "fault": fault,
+            "answered": not dropped})
 
+        if dropped:
+            # No answer at all: the connection closes (a network failure, a crashed server).
+            self.close_connection = True
+            return
         if status == 403:
             # The real service answers 403 in plain text; the provider reads it as text.
             self.send_text(403, "Unauthorized", extra_headers)
