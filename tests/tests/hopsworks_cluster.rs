@@ -3,12 +3,13 @@
 //! Manager and ECR in moto, with CloudFormation played over HTTP.
 
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use system_tests::aws::AwsBench;
-use system_tests::cloudformation::{Answer, Player};
+use system_tests::cloudformation::{Answer, Player, STACK_ID};
 use system_tests::control::Control;
-use system_tests::faults::FaultProxy;
+use system_tests::faults::{Fault, FaultProxy};
 use system_tests::lambda::LambdaFunction;
 
 const TYPE: &str = "Custom::HopsworksCluster";
@@ -84,6 +85,111 @@ print(json.dumps(True))
 "#
             ))
             .await;
+    }
+
+    /// A Secrets Manager secret holding `value`; its ARN.
+    async fn make_secret(&self, name: &str, value: &str) -> String {
+        let v = self
+            .aws
+            .query(&format!(
+                r#"
+import boto3, json, os
+sm = boto3.client("secretsmanager", endpoint_url=os.environ["BENCH_ENDPOINT"])
+print(json.dumps(sm.create_secret(Name="{name}", SecretString=json.loads({value:?}))["ARN"]))
+"#,
+                value = serde_json::to_string(value).unwrap_or_default()
+            ))
+            .await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Every cluster the double ever had, by id.
+    async fn clusters(&self) -> BTreeMap<String, Value> {
+        self.control
+            .hopsworks_clusters()
+            .await
+            .into_iter()
+            .map(|c| (c["id"].as_str().unwrap_or_default().to_owned(), c))
+            .collect()
+    }
+
+    /// The clusters made through the API (the function's), by id.
+    async fn made_by_the_function(&self) -> BTreeMap<String, Value> {
+        let mut clusters = self.clusters().await;
+        clusters.retain(|_, c| c["bench"]["origin"] == "api");
+        clusters
+    }
+
+    /// `(method, path)` of the requests the double received.
+    async fn requests(&self) -> Vec<(String, String)> {
+        self.control
+            .hopsworks_requests()
+            .await
+            .iter()
+            .map(|r| {
+                let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                (text("method"), text("path"))
+            })
+            .collect()
+    }
+
+    /// What CloudFormation does after a Create's `answer`: a Delete with the id it carried (the
+    /// rollback's after a FAILED, the failed-create marker included; the stack's after a
+    /// SUCCESS). Then nothing the function made is left (every cluster it made is terminated
+    /// and its ECR repositories are gone), and everything else is as it was: the other
+    /// clusters in their states, the other repositories in place. Clusters that never ran get
+    /// two repositories first, as a boot that got that far would have pushed, so that their
+    /// clean-up is checked too.
+    async fn conclude(&self, cfn: &Player<'_>, answer: &Answer, props: Value) -> Answer {
+        for (id, c) in self.made_by_the_function().await {
+            if c["state"] != "terminated" && c["bench"]["ecr"].is_null() {
+                self.make_repository(&format!("{id}/base")).await;
+                self.make_repository(&format!("{id}/filebeat")).await;
+            }
+        }
+        let others: BTreeMap<String, Value> = self
+            .clusters()
+            .await
+            .into_iter()
+            .filter(|(_, c)| c["bench"]["origin"] != "api")
+            .map(|(id, c)| (id, c["state"].clone()))
+            .collect();
+        let repositories_before = self.repositories().await;
+
+        let deleted = cfn.delete(LOGICAL, &answer.physical_id, props).await;
+        assert!(
+            deleted.is_success(),
+            "the Delete of {} failed: {}",
+            answer.physical_id,
+            deleted.reason
+        );
+
+        let ours = self.made_by_the_function().await;
+        for (id, c) in &ours {
+            assert_eq!(c["state"], "terminated", "cluster {id} was left: {c}");
+        }
+        let clusters = self.clusters().await;
+        for (id, state) in &others {
+            assert_eq!(
+                &clusters[id]["state"], state,
+                "someone else's cluster {id} changed"
+            );
+        }
+        let left = self.repositories().await;
+        for name in &left {
+            let cluster = name.split('/').next().unwrap_or_default();
+            assert!(!ours.contains_key(cluster), "repository {name} was left");
+        }
+        for name in repositories_before {
+            let cluster = name.split('/').next().unwrap_or_default();
+            if !ours.contains_key(cluster) {
+                assert!(
+                    left.contains(&name),
+                    "someone else's repository {name} was deleted"
+                );
+            }
+        }
+        deleted
     }
 
     fn assert_key_never_shown(&self, answers: &[&Answer]) {
@@ -233,10 +339,12 @@ async fn secret_problems_fail_naming_the_secret_and_never_the_key() {
     ] {
         let mut props = b.props();
         props["ApiKeySecretArn"] = json!(arn);
-        let answer = cfn.create(LOGICAL, props).await;
+        let answer = cfn.create(LOGICAL, props.clone()).await;
         assert_eq!(answer.status, "FAILED");
         assert!(answer.reason.contains(expected), "{}", answer.reason);
         assert!(answer.reason.contains(arn.as_str()), "{}", answer.reason);
+        // The rollback's Delete succeeds: nothing could have been made with that key.
+        b.conclude(&cfn, &answer, props).await;
         answers.push(answer);
     }
     // The key as JSON works.
@@ -279,13 +387,21 @@ async fn bad_input_and_a_taken_eks_cluster_fail_before_anything_is_made() {
     let cfn = b.player().await;
     let mut props = b.props();
     props["InstanceProfileArn"] = json!(b.aws.seeded.hopsworks.role_arn);
-    let answer = cfn.create(LOGICAL, props).await;
+    let answer = cfn.create(LOGICAL, props.clone()).await;
     assert_eq!(answer.status, "FAILED");
     assert!(
         answer.reason.contains("InstanceProfileArn"),
         "{}",
         answer.reason
     );
+    assert!(
+        b.control.hopsworks_requests().await.is_empty(),
+        "bad input reached Hopsworks.ai"
+    );
+    // The rollback's Delete of the marker, with the same bad input, succeeds: the Create made
+    // nothing (a FAILED rollback would leave the stack ROLLBACK_FAILED).
+    assert!(is_marker(&answer.physical_id), "{}", answer.physical_id);
+    b.conclude(&cfn, &answer, props).await;
     assert!(
         b.control.hopsworks_requests().await.is_empty(),
         "bad input reached Hopsworks.ai"
@@ -305,6 +421,8 @@ async fn bad_input_and_a_taken_eks_cluster_fail_before_anything_is_made() {
         "{}",
         answer.reason
     );
+    // Its rollback leaves someone else's cluster alone.
+    b.conclude(&cfn, &answer, b.props()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,4 +476,374 @@ async fn update_changes_only_what_can_change_in_place() {
     );
     let clusters = b.control.hopsworks_clusters().await;
     assert_eq!(clusters.len(), 1, "{clusters:?}");
+}
+
+// ---- Nothing left behind (issue 11) ------------------------------------------------------------
+
+/// The id a Create answered, when it is the failed-create marker.
+fn is_marker(id: &str) -> bool {
+    id.starts_with(custom_resource::FAILED_CREATE_PREFIX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_get_at_the_end_of_an_invocation_hands_on_instead_of_failing() {
+    // 10 s invocations: the framework answers 2 s before, so a GET that hangs (the client would
+    // wait 60 s × 6) or a Retry-After of 30 s would outlive the invocation's answer.
+    let b = bench(Duration::from_secs(10)).await;
+    b.control
+        .hopsworks_behaviour(json!({"polls_per_state": 2, "leave_ecr_repos": true}))
+        .await;
+    b.make_repository("other-team/base").await;
+    let cfn = b.player().await;
+    let slow_answers = [
+        json!({"kind": "delay", "seconds": 40, "method": "GET", "path_contains": "/api/clusters/", "skip": 1}),
+        json!({"kind": "status", "status": 429, "retry_after": 30, "method": "GET", "path_contains": "/api/clusters/", "skip": 1}),
+    ];
+    for fault in slow_answers {
+        b.control.hopsworks_fault(fault.clone()).await;
+        let handed_on_before = handed_on(&b.function);
+        let created = cfn.create(LOGICAL, b.props()).await;
+        assert!(created.is_success(), "{fault}: {}", created.reason);
+        assert!(
+            b.made_by_the_function()
+                .await
+                .contains_key(&created.physical_id),
+            "{fault}: answered {}",
+            created.physical_id
+        );
+        assert!(
+            handed_on(&b.function) > handed_on_before,
+            "{fault}: the wait never handed on"
+        );
+        b.conclude(&cfn, &created, b.props()).await;
+    }
+    assert_eq!(b.made_by_the_function().await.len(), 2);
+}
+
+fn handed_on(function: &LambdaFunction) -> usize {
+    function
+        .logs()
+        .iter()
+        .filter(|l| l.contains("continuing in a new invocation"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_hand_on_after_the_post_answers_the_clusters_id_and_the_rollback_removes_it() {
+    // 8 s invocations and 12 polls to running: the wait must hand on, and Lambda's Invoke fails.
+    let b = bench(Duration::from_secs(8)).await;
+    b.control
+        .hopsworks_behaviour(json!({"polls_per_state": 3, "leave_ecr_repos": true}))
+        .await;
+    b.make_repository("other-team/base").await;
+    b.proxy.inject("/invocations", Fault::ServerError, 20);
+    let cfn = b.player().await;
+    let failed = cfn.create(LOGICAL, b.props()).await;
+    assert_eq!(failed.status, "FAILED");
+    assert!(
+        failed.reason.contains("could not continue"),
+        "{}",
+        failed.reason
+    );
+    let made: Vec<String> = b.made_by_the_function().await.into_keys().collect();
+    assert_eq!(
+        made,
+        [failed.physical_id.clone()],
+        "the answer must carry the cluster's id"
+    );
+    b.proxy.clear();
+    b.conclude(&cfn, &failed, b.props()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_lost_its_clusters_id_is_removed_by_its_owner_tag() {
+    // The POST is applied but its answer lost, and Hopsworks.ai then fails every lookup: the
+    // Create cannot know its cluster's id and answers with the failed-create marker. The
+    // rollback's Delete of the marker finds the cluster by its owner tag.
+    let b = bench(Duration::from_secs(60)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    b.make_repository("other-team/base").await;
+    let someone_else = b
+        .control
+        .create_hopsworks_cluster(json!({"name": "someone-else", "eksClusterName": "other-eks"}))
+        .await;
+    b.control
+        .hopsworks_fault(json!({"kind": "drop", "after": true, "method": "POST"}))
+        .await;
+    b.control
+        .hopsworks_fault(json!({"kind": "status", "status": 503, "method": "GET", "path_contains": "?cloud=AWS", "skip": 1, "times": 6}))
+        .await;
+    let cfn = b.player().await;
+    let failed = cfn.create(LOGICAL, b.props()).await;
+    assert_eq!(failed.status, "FAILED", "{}", failed.reason);
+    assert!(is_marker(&failed.physical_id), "{}", failed.physical_id);
+    assert_eq!(
+        b.made_by_the_function().await.len(),
+        1,
+        "the POST was applied"
+    );
+
+    b.conclude(&cfn, &failed, b.props()).await;
+    let clusters = b.clusters().await;
+    let other = &clusters[someone_else["id"].as_str().unwrap_or_default()];
+    assert_eq!(other["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_applied_but_answered_badly_is_adopted_not_repeated() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
+    let bad_answers = [
+        json!({"kind": "status", "status": 503, "after": true, "method": "POST"}),
+        json!({"kind": "drop", "after": true, "method": "POST"}),
+    ];
+    for fault in bad_answers {
+        b.control.hopsworks_fault(fault.clone()).await;
+        let posts_before = posts(&b).await;
+        let made_before = b.made_by_the_function().await.len();
+        let created = cfn.create(LOGICAL, b.props()).await;
+        assert!(created.is_success(), "{fault}: {}", created.reason);
+        assert_eq!(
+            posts(&b).await,
+            posts_before + 1,
+            "{fault}: the POST was repeated"
+        );
+        let made = b.made_by_the_function().await;
+        assert_eq!(made.len(), made_before + 1, "{fault}");
+        assert!(made.contains_key(&created.physical_id), "{fault}");
+        b.conclude(&cfn, &created, b.props()).await;
+    }
+}
+
+async fn posts(b: &Bench) -> usize {
+    b.requests()
+        .await
+        .iter()
+        .filter(|(method, _)| method == "POST")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deliveries_of_one_create_at_once_make_one_cluster_and_answer_its_id() {
+    let b = bench(Duration::from_secs(30)).await;
+    // A second execution environment of the same function.
+    let twin =
+        system_tests::hopsworks_cluster_function(&b.aws.seeded, &b.proxy, Duration::from_secs(30));
+    // Both look before either posts: then both post, and Hopsworks.ai refuses the second name.
+    b.control
+        .hopsworks_fault(json!({"kind": "delay", "seconds": 5, "method": "GET", "path_contains": "?cloud=AWS", "times": 2}))
+        .await;
+    let cfn = b.player().await;
+    let answers = cfn
+        .create_twice(&twin, LOGICAL, b.props(), Duration::ZERO)
+        .await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    for (status, id, reason) in &answers {
+        assert_eq!(status, "SUCCESS", "{reason}");
+        assert_eq!(id, &answers[0].1);
+    }
+    assert_eq!(posts(&b).await, 2, "both deliveries posted");
+    let made = b.made_by_the_function().await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    let (_, id, _) = &answers[0];
+    let created = cfn.delete(LOGICAL, id, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    assert!(
+        b.made_by_the_function()
+            .await
+            .values()
+            .all(|c| c["state"] == "terminated")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_carry_the_one_owner_tag_and_those_of_earlier_releases_are_still_found() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let cluster = b.clusters().await[&created.physical_id].clone();
+    let tags: BTreeMap<String, String> = cluster["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let text = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+            (text("name"), text("value"))
+        })
+        .collect();
+    let uuid = STACK_ID.rsplit('/').next().unwrap_or_default();
+    assert_eq!(
+        tags.get(custom_resource::OWNER_TAG),
+        Some(&format!("hopsworks-eks/{uuid}/{LOGICAL}")),
+        "{tags:?}"
+    );
+    assert!(
+        !tags.contains_key(hopsworks_cluster::LEGACY_OWNER_TAG),
+        "{tags:?}"
+    );
+    b.conclude(&cfn, &created, b.props()).await;
+
+    // A cluster an earlier release made for this resource (its tag, its owner form), whose
+    // Create's answer was lost: the rollback's Delete of the marker finds and removes it.
+    let legacy = b
+        .control
+        .create_hopsworks_cluster(json!({
+            "name": "fs-demo",
+            "eksClusterName": b.aws.seeded.cluster.name,
+            "tags": [{"name": hopsworks_cluster::LEGACY_OWNER_TAG, "value": format!("{STACK_ID}#{LOGICAL}")}],
+        }))
+        .await;
+    let legacy_id = legacy["id"].as_str().unwrap_or_default().to_owned();
+    let another_stack = STACK_ID.replace("6f5c4c80", "0badcafe");
+    let theirs = b
+        .control
+        .create_hopsworks_cluster(json!({
+            "name": "theirs",
+            "eksClusterName": "other-eks",
+            "tags": [{"name": hopsworks_cluster::LEGACY_OWNER_TAG, "value": format!("{another_stack}#{LOGICAL}")}],
+        }))
+        .await;
+    let theirs_id = theirs["id"].as_str().unwrap_or_default().to_owned();
+    let marker = format!(
+        "{}{LOGICAL}:{}",
+        custom_resource::FAILED_CREATE_PREFIX,
+        "0d8f2a"
+    );
+    let deleted = cfn.delete(LOGICAL, &marker, b.props()).await;
+    assert!(deleted.is_success(), "{}", deleted.reason);
+    let clusters = b.clusters().await;
+    assert_eq!(clusters[&legacy_id]["state"], "terminated");
+    assert_eq!(clusters[&theirs_id]["state"], "running");
+    let left = b.repositories().await;
+    assert!(
+        !left.iter().any(|r| r.starts_with(&format!("{legacy_id}/"))),
+        "{left:?}"
+    );
+    assert_eq!(
+        left.iter()
+            .filter(|r| r.starts_with(&format!("{theirs_id}/")))
+            .count(),
+        7,
+        "{left:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_and_a_key_no_header_can_carry_fail_at_once_naming_the_secret() {
+    let b = bench(Duration::from_secs(30)).await;
+    let cfn = b.player().await;
+    let secret_arn = b.aws.seeded.hopsworks_ai.secret_arn.clone();
+    b.control
+        .hopsworks_fault(json!({"kind": "status", "status": 401, "method": "GET"}))
+        .await;
+    let refused = cfn.create(LOGICAL, b.props()).await;
+    assert_eq!(refused.status, "FAILED");
+    assert!(refused.reason.contains("HTTP 401"), "{}", refused.reason);
+    assert!(refused.reason.contains(&secret_arn), "{}", refused.reason);
+    b.conclude(&cfn, &refused, b.props()).await;
+
+    let broken = b
+        .make_secret(
+            "hopsworks/two-lines",
+            &format!("{}\nsecond line", b.aws.seeded.hopsworks_ai.api_key),
+        )
+        .await;
+    let mut props = b.props();
+    props["ApiKeySecretArn"] = json!(broken);
+    let requests_before = b.requests().await.len();
+    let failed = cfn.create(LOGICAL, props.clone()).await;
+    assert_eq!(failed.status, "FAILED");
+    assert!(failed.reason.contains(&broken), "{}", failed.reason);
+    assert!(failed.reason.contains("line break"), "{}", failed.reason);
+    assert_eq!(
+        b.requests().await.len(),
+        requests_before,
+        "a key that cannot be sent reached Hopsworks.ai"
+    );
+    // Its rollback: the Create could not have made anything with that key.
+    b.conclude(&cfn, &failed, props).await;
+    b.assert_key_never_shown(&[&refused, &failed]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollback_of_a_cluster_in_error_deletes_it_and_waits_a_poll_before_looking() {
+    let b = bench(Duration::from_secs(60)).await;
+    b.control
+        .hopsworks_behaviour(
+            json!({"fail_next_with": "no capacity for m5.2xlarge", "leave_ecr_repos": true}),
+        )
+        .await;
+    let mut props = b.props();
+    props["PollIntervalSeconds"] = json!("2");
+    let cfn = b.player().await;
+    let failed = cfn.create(LOGICAL, props.clone()).await;
+    assert_eq!(failed.status, "FAILED");
+    let id = failed.physical_id.clone();
+    assert_eq!(b.clusters().await[&id]["state"], "error");
+    // Hopsworks.ai acts on the DELETE a while after accepting it: the cluster reads `error`
+    // for two more polls.
+    b.control
+        .hopsworks_behaviour(json!({"delete_lag_polls": 2}))
+        .await;
+    b.conclude(&cfn, &failed, props).await;
+
+    let log = b.control.hopsworks_requests().await;
+    let path = format!("/api/clusters/{id}");
+    let at = |method: &str| {
+        log.iter()
+            .find(|r| r["method"] == method && r["path"] == path.as_str())
+            .and_then(|r| r["time"].as_f64())
+    };
+    let deleted_at = at("DELETE").expect("the cluster was DELETEd");
+    let first_look = log
+        .iter()
+        .filter(|r| r["method"] == "GET" && r["path"] == path.as_str())
+        .filter_map(|r| r["time"].as_f64())
+        .find(|t| *t > deleted_at)
+        .expect("the Delete polled");
+    assert!(
+        first_look - deleted_at >= 1.5,
+        "the first poll came {:.2} s after the DELETE, not a poll interval (2 s)",
+        first_look - deleted_at
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eks_cluster_of_that_name_in_another_region_and_other_partitions_are_no_obstacle() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    b.control
+        .create_hopsworks_cluster(json!({
+            "name": "eu-team",
+            "eksClusterName": b.aws.seeded.cluster.name,
+            "region": "eu-west-1",
+        }))
+        .await;
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    b.conclude(&cfn, &created, b.props()).await;
+
+    for partition in ["aws-us-gov", "aws-cn"] {
+        let mut props = b.props();
+        props["InstanceProfileArn"] = json!(b.aws.seeded.hopsworks.instance_profile_arn.replacen(
+            "arn:aws:",
+            &format!("arn:{partition}:"),
+            1
+        ));
+        let created = cfn.create(LOGICAL, props.clone()).await;
+        assert!(created.is_success(), "{partition}: {}", created.reason);
+        b.conclude(&cfn, &created, props).await;
+    }
 }
