@@ -109,19 +109,14 @@ pub(super) async fn invocations(b: &Bench, o: &Options, report: &mut Report) -> 
             format!("**{}**", fraction.text(3)),
         ]);
     }
-    let rss_text = format!(
-        "Peak resident set (`VmHWM` from the process's own `/proc/<pid>/status`, read while it is \
-         parked at `/next` after answering) of one cold invocation: start-up and the whole \
-         Create (goal: ours at most a fifth of the baseline).\n\n{}",
-        table(
-            &[
-                "operation",
-                "ours MiB",
-                "baseline MiB",
-                "ours / baseline (per pair)"
-            ],
-            &rss_rows
-        )
+    let rss_text = table(
+        &[
+            "operation",
+            "ours MiB",
+            "baseline MiB",
+            "ours / baseline (per pair)",
+        ],
+        &rss_rows,
     );
     report.section("peak_rss", "Peak RSS", &rss_text, rss.json());
 
@@ -147,24 +142,17 @@ pub(super) async fn invocations(b: &Bench, o: &Options, report: &mut Report) -> 
             ]);
         }
     }
-    let mut text = format!(
-        "One cold Create, exec to the ResponseURL PUT. moto and the Kubernetes double are \
-         Python: their time is how long at least one request was waiting for them (moto: \
-         measured at the proxy in front of it, concurrent requests counted once; the double: \
-         its own handling time, summed). \"rest\" is end-to-end less start-up and the \
-         emulators: the function's own work, TLS, the proxy and loopback.\n\n{}",
-        table(
-            &[
-                "operation",
-                "end-to-end ms",
-                "start-up ms",
-                "moto ms",
-                "Kubernetes double ms",
-                "rest ms",
-                "emulators' share %",
-            ],
-            &rows
-        )
+    let mut text = table(
+        &[
+            "operation",
+            "end-to-end ms",
+            "start-up ms",
+            "moto ms",
+            "Kubernetes double ms",
+            "rest ms",
+            "emulators' share %",
+        ],
+        &rows,
     );
     let _ = std::fmt::Write::write_fmt(
         &mut text,
@@ -270,15 +258,9 @@ pub(super) async fn api_calls(b: &Bench, mut first: First, report: &mut Report) 
             json!({"total": total, "aws": run.aws_calls, "other": other}),
         );
     }
-    let text = format!(
-        "Counted where they arrive: AWS calls at the proxy in front of moto, Kubernetes calls at \
-         the API server double, Hopsworks.ai calls at its double (its clusters move one state per \
-         poll here, with PollIntervalSeconds 1). \
-         Each call is needed: the no-op reads aws-auth and writes nothing.\n\n{}",
-        table(
-            &["operation", "calls", "AWS", "Kubernetes / Hopsworks.ai"],
-            &rows
-        )
+    let text = table(
+        &["operation", "calls", "AWS", "Kubernetes / Hopsworks.ai"],
+        &rows,
     );
     report.section(
         "api_calls",

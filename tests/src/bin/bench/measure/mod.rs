@@ -2,7 +2,6 @@
 //! end-to-end time, API calls), aws-auth at scale and under concurrent writers, deployment size.
 
 mod invocations;
-mod network;
 mod scale;
 mod size;
 mod start_up;
@@ -38,7 +37,6 @@ pub async fn all(o: &Options) -> Report {
         // The smoke pass compresses fast: its debug binaries are big and its figures moot.
         size::deployment_size(if o.smoke { 1 } else { 9 }, &mut report);
     }
-    network::tcp_nodelay(&mut report);
     report
 }
 

@@ -103,10 +103,7 @@ pub(super) async fn scale(b: &Bench, sizes: &[usize], reps: usize, report: &mut 
         ]);
     }
     let text = format!(
-        "A cold Create mapping our role into an aws-auth that already has N other entries, then \
-         the Delete; {reps} runs each. Lost: entries (the others, or ours) missing after the \
-         Create or the Delete, ours / the baseline's. The baseline re-emits the whole list \
-         with PyYAML (comments and formatting go); ours appends and removes its own text.\n\n{}",
+        "{reps} runs each.\n\n{}",
         table(
             &[
                 "existing entries",
@@ -179,10 +176,7 @@ pub(super) async fn concurrent(b: &Bench, writers: u32, reps: usize, report: &mu
         })
         .collect();
     let text = format!(
-        "A cold Create of our mapping while {writers} other clients append their own roles to \
-         aws-auth at the same moment (read-modify-write with resourceVersion, retrying on 409, \
-         as aws-iam-authenticator does); {reps} runs. Converged: from the start until every \
-         writer and the function are done.\n\n{}",
+        "{reps} runs.\n\n{}",
         table(
             &[
                 "function",

@@ -71,10 +71,7 @@ pub(super) fn deployment_size(level: u32, report: &mut Report) {
         );
     }
     let text = format!(
-        "Each function's upload: the binary as `bootstrap`, deflated at level {level} \
-         (goal: at most 6 MB). The baseline's: both handlers and every file of its dependencies \
-         as `pip install -t` lays them out, deflated the same way (bench/baseline/package.py \
-         does both). MB = 10^6 bytes.\n\n{}",
+        "Deflated at level {level}.\n\n{}",
         table(&["package", "binary MB", "zip MB"], &rows)
     );
     report.section(

@@ -46,21 +46,14 @@ pub(super) async fn start_up(b: &Bench, o: &Options, report: &mut Report) {
             rss.get(label).text(1),
         ]);
     }
-    let text = format!(
-        "Exec to the first Runtime API `/next` poll, nothing invoked (goal: at least 50× faster). \
-         \"one CA bundle\": the same binary with the system CA store as Lambda's image has it, one \
-         bundle file (`SSL_CERT_FILE`, an empty `SSL_CERT_DIR`), where this Debian machine's \
-         /etc/ssl/certs holds ~290 files that our TLS stack reads before the first poll; the \
-         baseline reads certifi's one bundle either way.\n\n{}",
-        table(
-            &[
-                "function",
-                "start-up ms",
-                "× faster (baseline / ours, per pair)",
-                "VmHWM at first /next, MiB"
-            ],
-            &rows
-        )
+    let text = table(
+        &[
+            "function",
+            "start-up ms",
+            "× faster (baseline / ours, per pair)",
+            "VmHWM at first /next, MiB",
+        ],
+        &rows,
     );
     report.section(
         "start_up",
