@@ -411,7 +411,7 @@ fn access_denied(key: &str, message: &str) -> Response {
     }
     // JSON 1.1 (ECR, Secrets Manager: the operation in X-Amz-Target) answer 400, REST-JSON
     // (EKS, Lambda) 403.
-    let json_1_1 = key.splitn(4, ' ').nth(2).is_some_and(|t| t != "-");
+    let json_1_1 = key.split(' ').nth(2).is_some_and(|t| t != "-");
     let status = if json_1_1 {
         StatusCode::BAD_REQUEST
     } else {
@@ -475,6 +475,12 @@ pub fn action(request: &str) -> String {
         ("GET", ["clusters", _, "access-entries", _, "access-policies"]) => {
             "eks:ListAssociatedAccessPolicies"
         }
+        ("DELETE", ["clusters", _, "access-entries", _, "access-policies", _]) => {
+            "eks:DisassociateAccessPolicy"
+        }
+        // The resource's ARN, URL-encoded, is one segment.
+        ("POST", ["tags", _]) => "eks:TagResource",
+        ("DELETE", ["tags", _]) => "eks:UntagResource",
         _ => return format!("unknown:{method} {path}"),
     };
     operation.to_owned()

@@ -2,6 +2,7 @@
 //!
 //! - [`aws`]: moto's server (a real AWS emulator), seeded with a realistic account;
 //! - [`faults`]: a proxy in front of it that injects throttling, 5xx and delays;
+//! - [`iam`]: IAM, which moto does not enforce: a stack's function calls checked against its role;
 //! - [`lambda`]: a Lambda Runtime API that runs the compiled function binary, with Lambda's
 //!   environment, deadline header and kill at timeout;
 //! - [`cloudformation`]: CloudFormation's side of the protocol, with a ResponseURL receiver that
@@ -11,6 +12,7 @@ pub mod aws;
 pub mod cloudformation;
 pub mod control;
 pub mod faults;
+pub mod iam;
 pub mod kube;
 pub mod lambda;
 pub mod matrix;

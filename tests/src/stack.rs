@@ -10,10 +10,17 @@
 //! replacement, cleanup, and the update rollback with old and new swapped); deletes in reverse
 //! order. Parameter constraints and `Rules` are not evaluated
 //! (cfn-lint checks the template; the demo's parameters are chosen to satisfy them).
+//!
+//! IAM is enforced as AWS enforces it, which moto does not: each function runs with credentials
+//! of its own, and every AWS call it makes is checked against its role's policies as the stack
+//! holds them when the function runs ([`crate::iam`]); [`Stack::denied`] lists what was denied.
+//! As in CloudFormation, a Delete that fails in an update's cleanup does not fail the update: the
+//! resource is left behind ([`Stack::leaked`]).
 
 use crate::aws::AwsBench;
 use crate::cloudformation::{Answer, Player, STACK_ID};
 use crate::faults::FaultProxy;
+use crate::iam::{Denial, Iam};
 use crate::lambda::{FunctionConfig, LambdaFunction};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -118,6 +125,10 @@ pub struct Stack<'a> {
     functions: BTreeMap<String, Arc<LambdaFunction>>,
     /// Environment every function gets on top of the template's (the bench's endpoints).
     pub function_env: Vec<(String, String)>,
+    /// IAM for the functions' calls through `proxy`.
+    iam: Arc<Iam>,
+    /// Resources an update's cleanup failed to delete: `(logical id, physical id, reason)`.
+    leaked: Vec<(String, String, String)>,
 }
 
 impl<'a> Stack<'a> {
@@ -159,6 +170,12 @@ impl<'a> Stack<'a> {
                 return Err(format!("the template has no parameter {name}"));
             }
         }
+        let iam = Arc::new(Iam::new(
+            &aws.seeded.account_id,
+            &aws.seeded.region,
+            aws.endpoint(),
+        ));
+        proxy.authorize_with(iam.clone());
         let mut stack = Self {
             aws,
             proxy,
@@ -169,6 +186,8 @@ impl<'a> Stack<'a> {
             order: Vec::new(),
             functions: BTreeMap::new(),
             function_env: Vec::new(),
+            iam,
+            leaked: Vec::new(),
         };
         let conditions = stack.template["Conditions"]
             .as_object()
@@ -419,16 +438,23 @@ impl<'a> Stack<'a> {
             }
         }
         println!("\nUPDATE_COMPLETE_CLEANUP_IN_PROGRESS stack {STACK_NAME}\n");
+        let mut gone = Vec::new();
         for change in changed.iter().rev() {
             if let Change::Updated { before, .. } = change
                 && self.physical_id(&before.name) != Some(before.deployed.physical_id.as_str())
             {
-                self.delete_resource(&before.name, &before.deployed).await?;
+                gone.push((before.name.clone(), before.deployed.clone()));
             }
         }
         for name in before.2.iter().rev().filter(|n| !order.contains(n)) {
             if let Some(d) = self.deployed.remove(name) {
-                self.delete_resource(name, &d).await?;
+                gone.push((name.clone(), d));
+            }
+        }
+        // A failed cleanup Delete leaves the update complete and the resource behind.
+        for (name, d) in gone {
+            if let Err(reason) = self.delete_resource(&name, &d).await {
+                self.leaked.push((name, d.physical_id, reason));
             }
         }
         self.order = order
@@ -675,6 +701,56 @@ impl<'a> Stack<'a> {
         self.deployed.get(name).map(|d| d.physical_id.as_str())
     }
 
+    /// Every AWS call of the stack's functions that their role's policies denied.
+    pub fn denied(&self) -> Vec<Denial> {
+        self.iam.denied()
+    }
+
+    /// What updates' cleanups failed to delete: `(logical id, physical id, reason)`.
+    pub fn leaked(&self) -> &[(String, String, String)] {
+        &self.leaked
+    }
+
+    /// The policy documents of each of the stack's roles (by ARN) as the stack holds them now:
+    /// the role's own `Policies` and the `AWS::IAM::RolePolicy`/`Policy` resources naming it.
+    fn role_policies(&self) -> BTreeMap<String, Vec<Value>> {
+        let mut by_name: BTreeMap<&str, (&str, Vec<Value>)> = BTreeMap::new();
+        for d in self
+            .deployed
+            .values()
+            .filter(|d| d.kind == "AWS::IAM::Role")
+        {
+            let documents = d.properties["Policies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p["PolicyDocument"].clone())
+                .collect();
+            let arn = d
+                .attrs
+                .get("Arn")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            by_name.insert(d.physical_id.as_str(), (arn, documents));
+        }
+        for d in self.deployed.values() {
+            if !matches!(d.kind.as_str(), "AWS::IAM::RolePolicy" | "AWS::IAM::Policy") {
+                continue;
+            }
+            for target in policy_targets(&d.properties) {
+                if let Some((_, documents)) = by_name.get_mut(target.principal.as_str())
+                    && target.kind == "role"
+                {
+                    documents.push(d.properties["PolicyDocument"].clone());
+                }
+            }
+        }
+        by_name
+            .into_values()
+            .map(|(arn, documents)| (arn.to_owned(), documents))
+            .collect()
+    }
+
     async fn custom(
         &self,
         name: &str,
@@ -692,6 +768,8 @@ impl<'a> Stack<'a> {
         let kind = self.template["Resources"][name]["Type"]
             .as_str()
             .unwrap_or_default();
+        // The function's calls are checked against its role as it is now.
+        self.iam.set_policies(self.role_policies());
         let mut cfn = Player::new(function, kind).await;
         cfn.answer_timeout = Duration::from_secs(900);
         // CloudFormation sends every scalar property as a string.
@@ -736,6 +814,14 @@ impl<'a> Stack<'a> {
                 .env
                 .push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
         }
+        // Credentials of its own, so that IAM knows its calls as its role's.
+        let role = p["Role"].as_str().unwrap_or_default();
+        let (key, secret) = self.iam.credentials(&function_name, role);
+        config.env.extend([
+            ("AWS_ACCESS_KEY_ID".to_owned(), key),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), secret),
+            ("AWS_SESSION_TOKEN".to_owned(), crate::random_hex(64)),
+        ]);
         config.env.extend(self.function_env.iter().cloned());
         let arn = config.arn();
         let function = Arc::new(LambdaFunction::new(config));
@@ -1285,6 +1371,18 @@ print(json.dumps(sorted(f"{{r.get('FromPort')}} {{r.get('CidrIpv4') or r.get('Re
         )))
         .await;
     serde_json::from_value(rules).unwrap_or_default()
+}
+
+/// The IAM principals with an access entry on `cluster`, sorted.
+pub async fn access_entries(aws: &AwsBench, cluster: &str) -> Vec<String> {
+    let entries = aws
+        .query(&with_client(&format!(
+            r#"
+print(json.dumps(sorted(client("eks").list_access_entries(clusterName="{cluster}")["accessEntries"])))
+"#
+        )))
+        .await;
+    serde_json::from_value(entries).unwrap_or_default()
 }
 
 /// The account's VPCs, subnets, NAT gateways, addresses, security groups and EKS clusters, to show
