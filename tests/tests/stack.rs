@@ -55,6 +55,7 @@ async fn the_stack_does_the_guide_and_its_delete_leaves_the_account_as_before() 
     assert!(hopsworks.whoami().await.is_ok());
 
     deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
     assert_eq!(bench.state().await, before);
     assert_eq!(hopsworks.whoami().await, Err(401));
     let clusters = control.hopsworks_clusters().await;
@@ -78,6 +79,7 @@ async fn a_create_that_fails_midway_rolls_back_cleanly() {
         .expect("parameters");
     let reason = deployed.create().await.expect_err("the create fails");
     assert!(reason.contains("no capacity for m5.2xlarge"), "{reason}");
+    assert_no_call_denied(&deployed);
     assert_eq!(bench.state().await, before, "the rollback left changes");
     let clusters = control.hopsworks_clusters().await;
     assert!(
@@ -145,6 +147,7 @@ async fn an_update_moves_the_ingress_keeps_the_hopsworks_cluster_and_delete_stil
     assert_eq!(outputs["VpcId"], s.cluster.vpc_id);
 
     deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
     assert_eq!(bench.state().await, before);
     assert_eq!(stack::ingress_rules(aws).await, rules_before);
 }
@@ -192,6 +195,7 @@ async fn an_update_that_fails_midway_rolls_back_to_the_stack_as_it_was() {
 
     // The stack is whole again: its Delete leaves the account as it was.
     deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
     assert_eq!(bench.state().await, before);
 }
 
@@ -246,6 +250,156 @@ async fn without_a_cluster_the_stack_creates_one_uses_it_and_deletes_it_last() {
     assert_eq!(bench.state().await["aws_auth"], before["aws_auth"]);
 
     deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
     assert_eq!(bench.state().await, before);
     assert_eq!(stack::networks_and_clusters(aws).await, account_before);
+}
+
+/// Nothing the stack's functions called was denied, and no update's cleanup left anything behind.
+fn assert_no_call_denied(stack: &Stack) {
+    let denied = stack.denied();
+    assert!(
+        denied.is_empty(),
+        "the functions' roles denied these calls: {denied:#?}"
+    );
+    assert!(
+        stack.leaked().is_empty(),
+        "the cleanup left these behind: {:?}",
+        stack.leaked()
+    );
+}
+
+/// A second EKS cluster of the account (access entries) and its cluster security group as they
+/// are before the stack: to check the stack leaves them so.
+async fn other_cluster(bench: &StackBench) -> (String, Vec<String>, Vec<String>) {
+    let other = &bench.aws.seeded.access_cluster;
+    (
+        other.name.clone(),
+        stack::access_entries(&bench.aws, &other.name).await,
+        stack::ingress_rules_of(&bench.aws, &other.cluster_security_group_id).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_to_another_cluster_removes_access_and_ports_from_the_first_with_no_call_denied() {
+    let bench = StackBench::start().await;
+    let aws = &bench.aws;
+    let s = aws.seeded.clone();
+    let group = &s.access_cluster.cluster_security_group_id;
+    let before = bench.state().await;
+    let (other, entries_before, rules_before) = other_cluster(&bench).await;
+    // A Hopsworks cluster cannot move to another EKS cluster (its Update refuses): none here.
+    let mut parameters = stack::demo_parameters(&s);
+    parameters.extend(changes(&[("CreateHopsworksCluster", "false")]));
+    let mut deployed = bench
+        .stack(template().await, parameters)
+        .expect("parameters");
+    deployed.create().await.expect("the stack is created");
+    assert_ne!(bench.state().await["aws_auth"], before["aws_auth"]);
+
+    // The roles are updated to the new cluster first; then the cleanup deletes the old mapping
+    // and the old rules, under the updated roles.
+    deployed
+        .update(changes(&[("EksClusterName", &other)]))
+        .await
+        .expect("the stack is updated");
+    assert_no_call_denied(&deployed);
+    let now = bench.state().await;
+    assert_eq!(
+        now["aws_auth"], before["aws_auth"],
+        "the first cluster's aws-auth"
+    );
+    assert_eq!(
+        now["aws"]["ingress"], before["aws"]["ingress"],
+        "the first cluster's security group"
+    );
+    let outputs: std::collections::BTreeMap<String, String> =
+        deployed.outputs().expect("outputs").into_iter().collect();
+    assert_eq!(outputs["EksCluster"], other);
+    assert_eq!(outputs["AccessMethod"], "access-entry");
+    let hopsworks = KubeAs::new(&s, &other, &s.identities.hopsworks);
+    assert!(hopsworks.whoami().await.is_ok());
+    let mut expected = rules_before.clone();
+    expected.extend(["80", "443"].map(|p| format!("{p} {}", s.cluster.vpc_cidr)));
+    expected.sort();
+    assert_eq!(stack::ingress_rules_of(aws, group).await, expected);
+
+    deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
+    assert_eq!(bench.state().await, before);
+    assert_eq!(stack::access_entries(aws, &other).await, entries_before);
+    assert_eq!(stack::ingress_rules_of(aws, group).await, rules_before);
+    assert_eq!(hopsworks.whoami().await, Err(401));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_move_to_another_cluster_rolls_back_with_no_call_denied() {
+    let bench = StackBench::start().await;
+    let aws = &bench.aws;
+    let s = aws.seeded.clone();
+    let group = &s.access_cluster.cluster_security_group_id;
+    let before = bench.state().await;
+    let (other, entries_before, rules_before) = other_cluster(&bench).await;
+    let mut deployed = bench
+        .stack(template().await, stack::demo_parameters(&s))
+        .expect("parameters");
+    deployed.create().await.expect("the stack is created");
+    let created = bench.state().await;
+
+    // Discovery, access and ingress move to the other cluster; then the Hopsworks cluster refuses
+    // to move, and the rollback deletes the new mapping and rules under the restored roles.
+    let reason = deployed
+        .update(changes(&[("EksClusterName", &other)]))
+        .await
+        .expect_err("the Hopsworks cluster refuses the move");
+    assert!(
+        reason.contains("cannot change on an existing Hopsworks cluster"),
+        "the update failed for another reason, or its rollback failed: {reason}"
+    );
+    assert_no_call_denied(&deployed);
+    assert_eq!(bench.state().await, created);
+    assert_eq!(stack::access_entries(aws, &other).await, entries_before);
+    assert_eq!(stack::ingress_rules_of(aws, group).await, rules_before);
+    let outputs: std::collections::BTreeMap<String, String> =
+        deployed.outputs().expect("outputs").into_iter().collect();
+    assert_eq!(outputs["EksCluster"], s.cluster.name);
+
+    deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
+    assert_eq!(bench.state().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_its_role_does_not_allow_fails_as_in_aws_and_is_recorded() {
+    let bench = StackBench::start().await;
+    let before = bench.state().await;
+    let s = bench.aws.seeded.clone();
+    // ClusterDiscovery's role without its eks:DescribeCluster statement.
+    let mut template = template().await;
+    let policies = template["Resources"]["ClusterDiscoveryRole"]["Properties"]["Policies"]
+        .as_array_mut()
+        .expect("the role's policies");
+    for policy in policies {
+        if let Some(statements) = policy["PolicyDocument"]["Statement"].as_array_mut() {
+            statements.retain(|st| st["Action"] != "eks:DescribeCluster");
+        }
+    }
+    let mut deployed = bench
+        .stack(template, stack::demo_parameters(&s))
+        .expect("parameters");
+    let reason = deployed.create().await.expect_err("discovery is denied");
+    assert!(
+        reason.contains("AccessDeniedException")
+            && reason.contains("is not authorized to perform: eks:DescribeCluster"),
+        "the function reports the denial as AWS words it: {reason}"
+    );
+    let denied = deployed.denied();
+    assert_eq!(denied.len(), 1, "{denied:#?}");
+    assert_eq!(denied[0].action, "eks:DescribeCluster");
+    assert_eq!(denied[0].resource, s.cluster.arn);
+    assert!(
+        denied[0].role_arn.contains("ClusterDiscoveryRole"),
+        "{denied:#?}"
+    );
+    assert_eq!(bench.state().await, before);
 }

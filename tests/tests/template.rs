@@ -101,3 +101,21 @@ fn every_function_is_arm64_on_provided_al2023_and_built_by_cargo_lambda() {
         );
     }
 }
+
+/// CloudFormation updates these roles before the resources that use them and deletes the old
+/// resources (cleanup) or the new ones (rollback) afterwards: their policies must not name the
+/// current cluster or its security group, or one of the two is out of reach.
+#[test]
+fn access_and_ingress_roles_name_no_one_cluster_so_updates_can_clean_up() {
+    let template = template();
+    let resources = template["Resources"].as_object().expect("Resources");
+    for role in ["EksAccessRole", "SecurityGroupIngressRole"] {
+        let policies = resources[role]["Properties"]["Policies"].to_string();
+        for name in ["EksClusterName", "ClusterDiscovery"] {
+            assert!(
+                !policies.contains(name),
+                "{role}'s policies name {name}: an update to another cluster could not clean up"
+            );
+        }
+    }
+}
