@@ -548,7 +548,7 @@ async fn a_failed_hand_on_after_the_post_answers_the_clusters_id_and_the_rollbac
     let made: Vec<String> = b.made_by_the_function().await.into_keys().collect();
     assert_eq!(
         made,
-        [failed.physical_id.clone()],
+        std::slice::from_ref(&failed.physical_id),
         "the answer must carry the cluster's id"
     );
     b.proxy.clear();
