@@ -16,6 +16,7 @@ pub mod iam;
 pub mod kube;
 pub mod lambda;
 pub mod matrix;
+pub mod parameters;
 mod server;
 pub mod stack;
 

@@ -8,8 +8,8 @@
 //! (EC2 and EKS through tests/bench/cfn_native.py); rolls a failed
 //! Create back; updates to changed parameters (Update requests with the old properties,
 //! replacement, cleanup, and the update rollback with old and new swapped); deletes in reverse
-//! order. Parameter constraints and `Rules` are not evaluated
-//! (cfn-lint checks the template; the demo's parameters are chosen to satisfy them).
+//! order. Parameter values are checked against their constraints ([`crate::parameters`]) and the
+//! template's `Rules` are evaluated before anything is made or changed, as CloudFormation does.
 //!
 //! IAM is enforced as AWS enforces it, which moto does not: each function runs with credentials
 //! of its own, and every AWS call it makes is checked against its role's policies as the stack
@@ -170,6 +170,10 @@ impl<'a> Stack<'a> {
                 return Err(format!("the template has no parameter {name}"));
             }
         }
+        crate::parameters::check(
+            template["Parameters"].as_object().unwrap_or(&Map::new()),
+            &parameters,
+        )?;
         let iam = Arc::new(Iam::new(
             &aws.seeded.account_id,
             &aws.seeded.region,
@@ -197,7 +201,33 @@ impl<'a> Stack<'a> {
             let value = stack.condition(name, &conditions)?;
             stack.conditions.insert(name.clone(), value);
         }
+        stack.check_rules()?;
         Ok(stack)
+    }
+
+    /// The template's `Rules`: each rule whose `RuleCondition` holds must have every assertion
+    /// true, or the operation fails with the assertion's description before anything changes.
+    fn check_rules(&self) -> Result<(), String> {
+        for (name, rule) in self.template["Rules"].as_object().into_iter().flatten() {
+            let applies = match rule.get("RuleCondition") {
+                Some(condition) => self.resolve(condition)?.as_bool().unwrap_or(false),
+                None => true,
+            };
+            if !applies {
+                continue;
+            }
+            for assertion in rule["Assertions"].as_array().into_iter().flatten() {
+                if self.resolve(&assertion["Assert"])?.as_bool() != Some(true) {
+                    return Err(format!(
+                        "rule {name}: {}",
+                        assertion["AssertDescription"]
+                            .as_str()
+                            .unwrap_or("an assertion failed")
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn condition(&self, name: &str, all: &Map<String, Value>) -> Result<bool, String> {
@@ -417,6 +447,17 @@ impl<'a> Stack<'a> {
                 return Err(format!("the template has no parameter {name}"));
             }
             self.parameters.insert(name, value);
+        }
+        // A refused value or rule fails the update before anything changes.
+        let declared = self.template["Parameters"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        if let Err(refused) =
+            crate::parameters::check(&declared, &self.parameters).and_then(|()| self.check_rules())
+        {
+            self.parameters = before.0;
+            return Err(refused);
         }
         self.conditions.clear();
         let conditions = self.template["Conditions"]
@@ -1229,10 +1270,18 @@ impl StackBench {
         parameters: Map<String, Value>,
     ) -> Result<Stack<'_>, String> {
         let mut stack = Stack::new(&self.aws, &self.proxy, template, parameters)?;
-        stack.function_env = vec![(
-            "AWS_ENDPOINT_URL".to_owned(),
-            self.proxy.endpoint().to_owned(),
-        )];
+        // The bench's network: AWS is moto behind the proxy, Hopsworks.ai is its double. The
+        // template itself has no way to send the API key anywhere but api.hopsworks.ai.
+        stack.function_env = vec![
+            (
+                "AWS_ENDPOINT_URL".to_owned(),
+                self.proxy.endpoint().to_owned(),
+            ),
+            (
+                "HOPSWORKS_API_URL".to_owned(),
+                self.aws.seeded.hopsworks_ai.api_url.clone(),
+            ),
+        ];
         Ok(stack)
     }
 
@@ -1261,7 +1310,6 @@ pub fn demo_parameters(s: &crate::aws::Seeded) -> Map<String, Value> {
         ),
         ("HopsworksClusterName", "fs-demo"),
         ("HopsworksBucketName", "hops-demo-bucket"),
-        ("HopsworksApiUrl", s.hopsworks_ai.api_url.as_str()),
         ("HopsworksPollIntervalSeconds", "1"),
     ]
     .into_iter()

@@ -403,3 +403,56 @@ async fn a_call_its_role_does_not_allow_fails_as_in_aws_and_is_recorded() {
     );
     assert_eq!(bench.state().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_the_template_refuses_fail_before_anything_is_made() {
+    let bench = StackBench::start().await;
+    let before = bench.state().await;
+    let s = bench.aws.seeded.clone();
+    let with = |name: &str, value: &str| {
+        let mut p = stack::demo_parameters(&s);
+        p.insert(name.to_owned(), json!(value));
+        p
+    };
+    for (name, value, expected) in [
+        (
+            "IngressSource",
+            "0.0.0.0/0",
+            "'IngressSource' failed to satisfy constraint",
+        ),
+        ("NewClusterNodeCount", "0", "'NewClusterNodeCount'"),
+        (
+            "AccessMethod",
+            "kubectl",
+            "'AccessMethod' failed to satisfy constraint",
+        ),
+        (
+            "HopsworksApiKeySecretArn",
+            "",
+            "HopsworksApiKeySecretArn is required when CreateHopsworksCluster is true",
+        ),
+    ] {
+        let refused = bench
+            .stack(template().await, with(name, value))
+            .err()
+            .unwrap_or_else(|| panic!("{name}={value:?} was accepted"));
+        assert!(refused.contains(expected), "{name}: {refused}");
+    }
+    // An update to a refused value fails before it changes anything, and the stack stays.
+    let mut deployed = bench
+        .stack(template().await, stack::demo_parameters(&s))
+        .expect("parameters");
+    deployed.create().await.expect("the stack is created");
+    let during = bench.state().await;
+    let refused = deployed
+        .update(changes(&[("HopsworksPollIntervalSeconds", "0")]))
+        .await
+        .expect_err("a poll interval of 0 s is refused");
+    assert!(
+        refused.contains("HopsworksPollIntervalSeconds"),
+        "{refused}"
+    );
+    assert_eq!(bench.state().await, during);
+    deployed.delete().await.expect("the stack is deleted");
+    assert_eq!(bench.state().await, before);
+}

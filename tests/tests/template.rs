@@ -119,3 +119,27 @@ fn access_and_ingress_roles_name_no_one_cluster_so_updates_can_clean_up() {
         }
     }
 }
+
+#[test]
+fn the_launch_form_has_no_way_to_send_the_api_key_elsewhere() {
+    // Any https host typed into an address parameter would receive the Hopsworks.ai API key: the
+    // function talks to api.hopsworks.ai only, and nothing on the form can change that.
+    let template = template();
+    let parameters = template["Parameters"].as_object().expect("Parameters");
+    let addresses: Vec<&String> = parameters
+        .keys()
+        .filter(|name| {
+            ["url", "endpoint", "host", "uri"]
+                .iter()
+                .any(|w| name.to_lowercase().contains(w))
+        })
+        .collect();
+    assert!(addresses.is_empty(), "address parameters: {addresses:?}");
+    let function = &template["Resources"]["HopsworksClusterFunction"]["Properties"];
+    assert!(function.is_object(), "no HopsworksClusterFunction");
+    assert!(
+        function.get("Environment").is_none()
+            && template["Globals"]["Function"].get("Environment").is_none(),
+        "the function's environment can be set from the template: {function}"
+    );
+}
