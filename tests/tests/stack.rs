@@ -59,10 +59,12 @@ async fn the_stack_does_the_guide_and_its_delete_leaves_the_account_as_before() 
     assert_eq!(bench.state().await, before);
     assert_eq!(hopsworks.whoami().await, Err(401));
     let clusters = control.hopsworks_clusters().await;
-    assert!(
-        clusters.iter().all(|c| c["state"] == "terminated"),
-        "{clusters:?}"
+    assert_eq!(
+        clusters.len(),
+        1,
+        "one Hopsworks cluster was made: {clusters:?}"
     );
+    assert_eq!(clusters[0]["state"], "terminated", "{clusters:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,10 +84,12 @@ async fn a_create_that_fails_midway_rolls_back_cleanly() {
     assert_no_call_denied(&deployed);
     assert_eq!(bench.state().await, before, "the rollback left changes");
     let clusters = control.hopsworks_clusters().await;
-    assert!(
-        clusters.iter().all(|c| c["state"] == "terminated"),
-        "{clusters:?}"
+    assert_eq!(
+        clusters.len(),
+        1,
+        "one Hopsworks cluster was made: {clusters:?}"
     );
+    assert_eq!(clusters[0]["state"], "terminated", "{clusters:?}");
 }
 
 fn changes(pairs: &[(&str, &str)]) -> serde_json::Map<String, Value> {
@@ -455,4 +459,171 @@ async fn values_the_template_refuses_fail_before_anything_is_made() {
     assert_eq!(bench.state().await, during);
     deployed.delete().await.expect("the stack is deleted");
     assert_eq!(bench.state().await, before);
+}
+
+/// The guide's two policies (seed steps 2 and 5), as it gives them.
+const SEED_INSTANCE_PROFILE_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": ["ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+   "Resource": ["arn:aws:ecr:*:*:repository/filebeat", "arn:aws:ecr:*:*:repository/base"]},
+  {"Effect": "Allow", "Action": ["ecr:CreateRepository", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage",
+     "ecr:CompleteLayerUpload", "ecr:UploadLayerPart", "ecr:InitiateLayerUpload", "ecr:DeleteRepository",
+     "ecr:BatchCheckLayerAvailability", "ecr:PutImage", "ecr:ListImages", "ecr:BatchDeleteImage",
+     "ecr:GetLifecyclePolicy", "ecr:PutLifecyclePolicy"],
+   "Resource": ["arn:aws:ecr:*:*:repository/*/filebeat", "arn:aws:ecr:*:*:repository/*/base"]},
+  {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+  {"Effect": "Allow", "Action": "eks:DescribeCluster", "Resource": "arn:aws:eks:*:*:cluster/*"}]}"#;
+const SEED_CROSS_ACCOUNT_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": ["ecr:DeleteRepository"],
+   "Resource": ["arn:aws:ecr:*:*:repository/*/filebeat", "arn:aws:ecr:*:*:repository/*/base"]}]}"#;
+
+/// Each (action, resource) a seed policy grants, with its wildcards filled in for this stack: the
+/// stack's region and account, Hopsworks' own ECR account for its images, the Hopsworks
+/// cluster's id for its repositories, the stack's EKS cluster.
+fn seed_grants(
+    seed: &str,
+    region: &str,
+    account: &str,
+    cluster_id: &str,
+    eks: &str,
+) -> Vec<(String, String)> {
+    let seed: Value = serde_json::from_str(seed).expect("the seed policy is JSON");
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut grants = Vec::new();
+    for statement in seed["Statement"].as_array().expect("statements") {
+        for action in list(&statement["Action"]) {
+            for resource in list(&statement["Resource"]) {
+                let concrete = if resource == "*" {
+                    resource.clone()
+                } else if let Some(name) = resource.strip_prefix("arn:aws:ecr:*:*:repository/*/") {
+                    format!("arn:aws:ecr:{region}:{account}:repository/{cluster_id}/{name}")
+                } else if let Some(name) = resource.strip_prefix("arn:aws:ecr:*:*:repository/") {
+                    format!("arn:aws:ecr:{region}:822623301872:repository/{name}")
+                } else if resource == "arn:aws:eks:*:*:cluster/*" {
+                    format!("arn:aws:eks:{region}:{account}:cluster/{eks}")
+                } else {
+                    panic!("a seed resource this test does not know: {resource}")
+                };
+                grants.push((action.clone(), concrete));
+            }
+        }
+    }
+    grants
+}
+
+fn decide(policies: &[Value], action: &str, resource: &str) -> system_tests::iam::Decision {
+    let check = system_tests::iam::Check {
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+        context: Default::default(),
+    };
+    system_tests::iam::evaluate(policies, &check).expect("the evaluator reads the policy")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policies_grant_what_the_seed_grants_for_this_stack_and_less_elsewhere() {
+    use system_tests::iam::Decision::{Allow, ImplicitDeny};
+    let bench = StackBench::start().await;
+    let s = bench.aws.seeded.clone();
+    let mut deployed = bench
+        .stack(template().await, stack::demo_parameters(&s))
+        .expect("parameters");
+    deployed.create().await.expect("the stack is created");
+    let outputs: std::collections::BTreeMap<String, String> =
+        deployed.outputs().expect("outputs").into_iter().collect();
+    let cluster_id = outputs["HopsworksClusterId"].clone();
+    // The inline policies as IAM holds them on the two principals the guide edits.
+    let documents = bench
+        .aws
+        .query(&format!(
+            r#"
+import boto3, json, os
+iam = boto3.client("iam", endpoint_url=os.environ["BENCH_ENDPOINT"])
+def docs(role):
+    return [iam.get_role_policy(RoleName=role, PolicyName=p)["PolicyDocument"]
+            for p in iam.list_role_policies(RoleName=role)["PolicyNames"]]
+print(json.dumps({{"instance_profile": docs("{role}"), "cross_account": docs("{cross}")}}))
+"#,
+            role = s.hopsworks.role_name,
+            cross = stack::CROSS_ACCOUNT_ROLE
+        ))
+        .await;
+    let instance_profile = documents["instance_profile"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let cross_account = documents["cross_account"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(instance_profile.len(), 1, "{documents}");
+    assert_eq!(cross_account.len(), 1, "{documents}");
+
+    for (seed, policies) in [
+        (SEED_INSTANCE_PROFILE_POLICY, &instance_profile),
+        (SEED_CROSS_ACCOUNT_POLICY, &cross_account),
+    ] {
+        let grants = seed_grants(seed, &s.region, &s.account_id, &cluster_id, &s.cluster.name);
+        assert!(grants.len() >= 2, "{grants:?}");
+        for (action, resource) in grants {
+            assert_eq!(
+                decide(policies, &action, &resource),
+                Allow,
+                "the guide grants {action} on {resource}; the stack does not"
+            );
+        }
+    }
+    // Tighter than the guide where it can be: another account's images and clusters, another
+    // region's repositories, and no more than the guide's actions on Hopsworks' own images.
+    for (action, resource) in [
+        (
+            "eks:DescribeCluster",
+            format!("arn:aws:eks:{}:210987654321:cluster/other", s.region),
+        ),
+        (
+            "ecr:DeleteRepository",
+            format!(
+                "arn:aws:ecr:{}:210987654321:repository/x/filebeat",
+                s.region
+            ),
+        ),
+        (
+            "ecr:PutImage",
+            format!("arn:aws:ecr:{}:822623301872:repository/filebeat", s.region),
+        ),
+        (
+            "ecr:DeleteRepository",
+            format!(
+                "arn:aws:ecr:{}:{}:repository/team-app",
+                s.region, s.account_id
+            ),
+        ),
+    ] {
+        assert_eq!(
+            decide(&instance_profile, action, &resource),
+            ImplicitDeny,
+            "{action} on {resource}"
+        );
+    }
+    assert_eq!(
+        decide(
+            &cross_account,
+            "ecr:DeleteRepository",
+            &format!(
+                "arn:aws:ecr:{}:{}:repository/team-app",
+                s.region, s.account_id
+            )
+        ),
+        ImplicitDeny
+    );
+    deployed.delete().await.expect("the stack is deleted");
 }
