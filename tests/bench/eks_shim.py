@@ -13,7 +13,15 @@ reference (REST-JSON; errors as the `x-amzn-ErrorType` header plus a JSON body
     AssociateAccessPolicy        POST   /clusters/{name}/access-entries/{principalArn}/access-policies
     ListAssociatedAccessPolicies GET    /clusters/{name}/access-entries/{principalArn}/access-policies
     DisassociateAccessPolicy     DELETE /clusters/{name}/access-entries/{principalArn}/access-policies/{policyArn}
+    TagResource                  POST   /tags/{accessEntryArn}
+    UntagResource                DELETE /tags/{accessEntryArn}?tagKeys=...
+    ListTagsForResource          GET    /tags/{accessEntryArn}
     DescribeCluster              GET    /clusters/{name}   (moto's answer, plus accessConfig)
+
+Tags are checked as EKS checks them (keys of 1 to 128 characters not starting with `aws:`,
+values of at most 256, both of letters, digits, spaces and `_ . : / = + - @` only, at most 50),
+so a value EKS would refuse is refused here too. The tag operations on other ARNs (clusters) go
+to moto.
 
 CreateCluster, CreateNodegroup and DeleteCluster go to moto; when moto succeeds, the shim's
 `service` (an `eks_service.EksService`) does what EKS does besides (the cluster security group, a
@@ -32,6 +40,7 @@ import logging
 import re
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote
@@ -65,6 +74,10 @@ MODE_REQUIRED = ("The cluster's authentication mode must be set to one of "
 ENTRY_IN_USE = "The specified access entry resource is already in use on this cluster."
 ENTRY_NOT_FOUND = ("The specified principalArn could not be found. You can view your "
                    "available access entries with 'list-access-entries'.")
+
+# What EKS accepts in tag keys and values besides letters, digits and spaces.
+TAG_PUNCTUATION = "_.:/=+-@"
+MAX_TAGS = 50
 
 # arn:aws:iam::123456789012:role/some/path/Name -> (account, kind, path, name)
 _IAM_ARN = re.compile(r"^arn:aws:iam::(\d{12}):(role|user)(/(?:[^/]+/)*)([\w+=,.@-]{1,128})$")
@@ -190,6 +203,7 @@ class AccessStore:
     def __init__(self):
         self._lock = threading.Lock()
         self._clusters = {}
+        self._faults = {}  # cluster ARN -> [{operation, status, error, message, times}]
 
     def _cluster(self, cluster_arn):
         return self._clusters.setdefault(cluster_arn, ClusterAccess())
@@ -248,6 +262,70 @@ class AccessStore:
             return copy.deepcopy(entry)
 
     # Used by the shim; each runs under the lock and raises EksApiError.
+
+    # Faults, injected by the bench through a cluster's Kubernetes API double (its control route).
+
+    def add_fault(self, cluster_arn, spec):
+        """`{"operation": "DescribeAccessEntry", "status"?: 404, "error"?: "...", "message"?,
+        "times"?: 1}`: the next `times` calls of that operation on this cluster fail so."""
+        operation = spec.get("operation")
+        if not isinstance(operation, str) or not operation:
+            raise ValueError("an eks fault needs an operation, e.g. DescribeAccessEntry")
+        times = int(spec.get("times", 1))
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        status = int(spec.get("status") or 500)
+        error = spec.get("error") or ("ResourceNotFoundException" if status == 404
+                                      else "ServerException")
+        message = spec.get("message") or (ENTRY_NOT_FOUND if status == 404
+                                          else "Injected by the bench.")
+        with self._lock:
+            self._faults.setdefault(cluster_arn, []).append(
+                {"operation": operation, "status": status, "error": error, "message": message,
+                 "times": times})
+
+    def clear_faults(self, cluster_arn):
+        with self._lock:
+            self._faults.pop(cluster_arn, None)
+
+    def take_fault(self, cluster_arn, operation):
+        """The EksApiError to answer this call with, if a fault is due."""
+        with self._lock:
+            for fault in self._faults.get(cluster_arn, []):
+                if fault["operation"] == operation:
+                    fault["times"] -= 1
+                    if fault["times"] == 0:
+                        self._faults[cluster_arn].remove(fault)
+                    return EksApiError(fault["status"], fault["error"], fault["message"])
+        return None
+
+    # Tags on access entries, by the entry's ARN.
+
+    def _entry_by_arn(self, arn):  # lock held
+        for c in self._clusters.values():
+            for entry in c.entries.values():
+                if entry.arn == arn:
+                    return entry
+        raise EksApiError(404, "NotFoundException", f"Resource {arn} was not found.")
+
+    def tag(self, arn, tags):
+        with self._lock:
+            entry = self._entry_by_arn(arn)
+            merged = {**entry.tags, **tags}
+            if len(merged) > MAX_TAGS:
+                raise EksApiError(400, "BadRequestException",
+                                  f"An access entry can have at most {MAX_TAGS} tags.")
+            entry.tags = merged
+
+    def untag(self, arn, keys):
+        with self._lock:
+            entry = self._entry_by_arn(arn)
+            for key in keys:
+                entry.tags.pop(key, None)
+
+    def tags_of(self, arn):
+        with self._lock:
+            return dict(self._entry_by_arn(arn).tags)
 
     def require_api_mode(self, cluster_arn):
         with self._lock:
@@ -394,6 +472,9 @@ class EksShim:
         lifecycle = self._lifecycle_route(environ)
         if lifecycle is not None and self.service is not None:
             return self._lifecycle(environ, start_response, *lifecycle)
+        tags = self._tags_route(environ)
+        if tags is not None:
+            return self._tags(environ, start_response, *tags)
         route = self._route(environ)
         if route is None:
             return self.app(environ, start_response)
@@ -444,6 +525,44 @@ class EksShim:
         # The account moto files this caller's requests under.
         access_key = re.search(r"Credential=([^/]+)/", environ["HTTP_AUTHORIZATION"]).group(1)
         return operation, segments, scope.group(1), get_account_id_from(access_key)
+
+    def _tags_route(self, environ):
+        """(operation, access entry ARN) for the tag operations on an access entry, else None
+        (tags of a cluster are moto's)."""
+        scope = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if scope is None or scope.group(2) != "eks":
+            return None
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        segments = [unquote(s) for s in raw.split("?", 1)[0].split("/")[1:]]
+        if len(segments) != 2 or segments[0] != "tags" or ":access-entry/" not in segments[1]:
+            return None
+        operation = {"POST": "TagResource", "DELETE": "UntagResource",
+                     "GET": "ListTagsForResource"}.get(environ["REQUEST_METHOD"])
+        return (operation, segments[1]) if operation else None
+
+    def _tags(self, environ, start_response, operation, arn):
+        try:
+            if operation == "TagResource":
+                body = _read_json(environ)
+                tags = body.get("tags")
+                if not isinstance(tags, dict) or not tags:
+                    raise EksApiError(400, "BadRequestException", "tags is required.")
+                _validate_tags(tags, "BadRequestException")
+                self.store.tag(arn, tags)
+                payload = {}
+            elif operation == "UntagResource":
+                keys = parse_qs(environ.get("QUERY_STRING", "")).get("tagKeys", [])
+                if not keys:
+                    raise EksApiError(400, "BadRequestException", "tagKeys is required.")
+                self.store.untag(arn, keys)
+                payload = {}
+            else:
+                payload = {"tags": self.store.tags_of(arn)}
+            self._record(operation, None, arn, 200)
+            return _respond(start_response, 200, payload)
+        except EksApiError as e:
+            self._record(operation, None, arn, e.status, e.error_type)
+            return _respond(start_response, e.status, {"message": e.message}, e.error_type)
 
     def _lifecycle_route(self, environ):
         """(operation, cluster name, region, account, access key) for CreateCluster,
@@ -521,6 +640,9 @@ class EksShim:
         name = segments[1]
         cluster_arn = self._cluster_arn(name, region, account)
         store = self.store
+        fault = store.take_fault(cluster_arn, operation)
+        if fault is not None:
+            raise fault
         if operation == "CreateAccessEntry":
             # The cluster's mode first: in CONFIG_MAP mode nothing else matters.
             store.require_api_mode(cluster_arn)
@@ -642,9 +764,34 @@ def _validate_create(body):
         raise invalid_parameter(f"kubernetesGroups and username can't be set for an access "
                                 f"entry of type {type_}.")
     tags = body.get("tags")
-    if tags is not None and not (isinstance(tags, dict)
-                                 and all(isinstance(v, str) for v in tags.values())):
-        raise invalid_parameter("tags must be a map of strings.")
+    if tags is not None:
+        _validate_tags(tags, "InvalidParameterException")
+
+
+def _tag_text_ok(text):
+    """Letters, digits and spaces (any script, as `\\p{L}\\p{Z}\\p{N}`) and `_ . : / = + - @`."""
+    return all(unicodedata.category(c)[0] in "LZN" or c in TAG_PUNCTUATION for c in text)
+
+
+def _validate_tags(tags, error_type):
+    """Tags as EKS accepts them, else the error EKS answers (with `error_type`)."""
+    if not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise EksApiError(400, error_type, "tags must be a map of strings.")
+    if len(tags) > MAX_TAGS:
+        raise EksApiError(400, error_type, f"A resource can have at most {MAX_TAGS} tags.")
+    pattern = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or not _tag_text_ok(key) or key.lower().startswith("aws:"):
+            raise EksApiError(400, error_type, f"1 validation error detected: Value '{key}' at "
+                              "'tags' failed to satisfy constraint: Map keys must satisfy "
+                              "constraint: [Member must have length less than or equal to 128, "
+                              f"Member must satisfy regular expression pattern: {pattern}]")
+        if len(value) > 256 or not _tag_text_ok(value):
+            raise EksApiError(400, error_type, f"1 validation error detected: Value '{value}' "
+                              f"at 'tags.{key}' failed to satisfy constraint: Member must have "
+                              "length less than or equal to 256, Member must satisfy regular "
+                              f"expression pattern: {pattern}")
 
 
 def _validate_association(body):

@@ -13,7 +13,11 @@ What a client of an EKS cluster's API server depends on, and nothing more:
   AmazonEKSClusterAdminPolicy access policy);
 - ConfigMaps (create, get, list, replace, delete) with resourceVersion conflicts, the 1 MiB
   limit and Kubernetes `Status` errors; SelfSubjectReview; /version;
-- fault injection and a request log, for the bench's control API.
+- fault injection and a request log, for the bench's control API: an error status, a delay
+  before the request is served, a forced 409, a write applied whose answer is then lost (the
+  connection closed, or the answer sent only after a while), optionally after letting the first
+  few matching requests through; and faults of the cluster's EKS API (eks_shim), injected here
+  because this is the cluster's control route.
 """
 
 import base64
@@ -391,6 +395,9 @@ def _parse_mappings(text, arn_key):
     for item in items:
         if not isinstance(item, dict):
             return []
+        # The authenticator reads the list as JSON into a Go struct: keys match whatever their
+        # case (`roleARN`, `Username`), the last of several spellings winning.
+        item = {str(k).lower(): v for k, v in item.items()}
         arn, username = item.get(arn_key), item.get("username")
         groups = item.get("groups", [])
         if not isinstance(arn, str) or not isinstance(username, str) or not (
@@ -407,10 +414,11 @@ def map_from_aws_auth(configmap, caller):
         mappings = _parse_mappings(data.get("mapRoles"), "rolearn")
     else:
         mappings = _parse_mappings(data.get("mapUsers"), "userarn")
-    for m in mappings:
-        # Exact comparison with the canonical ARN (no path): an entry written with the
-        # role's IAM path never matches.
-        if m["arn"] == caller.canonical_arn:
+    # As the authenticator: ARNs compared without regard to case, against the canonical ARN (no
+    # path: an entry written with the role's IAM path never matches); of several entries for one
+    # ARN, the last one counts.
+    for m in reversed(mappings):
+        if m["arn"].lower() == caller.canonical_arn.lower():
             return m["username"], m["groups"]
     try:
         accounts = yaml.safe_load(data.get("mapAccounts") or "[]") or []
@@ -431,14 +439,21 @@ _CONFIGMAPS = re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps(?:/([^/]+))?/?
 SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 
 
+FAULT_KINDS = ("status", "delay", "conflict", "drop", "late")
+
+
 @dataclass
 class Fault:
-    kind: str  # status | delay | conflict
+    # status: answer this error; delay: serve only after `seconds`; conflict: answer 409;
+    # drop: serve the request (a write is applied), then close the connection unanswered;
+    # late: serve it, and answer only after `seconds`.
+    kind: str
     times: int
     status: int = 500
     seconds: float = 0.0
     method: str | None = None
     path_contains: str | None = None
+    skip: int = 0  # matching requests to let through first
 
     def matches(self, method, path):
         return ((self.method is None or self.method.upper() == method)
@@ -447,13 +462,16 @@ class Fault:
     @classmethod
     def from_json(cls, spec):
         kind = spec.get("kind")
-        if kind not in ("status", "delay", "conflict"):
-            raise ValueError("kind must be one of status, delay, conflict")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}, or eks")
         times = int(spec.get("times", 1))
         if times < 1:
             raise ValueError("times must be at least 1")
+        skip = int(spec.get("skip", 0))
+        if skip < 0:
+            raise ValueError("skip must not be negative")
         fault = cls(kind, times, int(spec.get("status") or 500), float(spec.get("seconds") or 0),
-                    spec.get("method"), spec.get("path_contains"))
+                    spec.get("method"), spec.get("path_contains"), skip)
         if kind == "conflict" and fault.method is None:
             fault.method = "PUT"
         if kind == "status" and not 100 <= fault.status <= 599:
@@ -527,6 +545,9 @@ class KubeDouble:
             return self._objects.pop((namespace, name), None) is not None
 
     def add_fault(self, spec):
+        if spec.get("kind") == "eks":  # {"kind": "eks", "operation", ...}: see AccessStore
+            self.store.add_fault(self.cluster_arn, spec)
+            return
         fault = Fault.from_json(spec)
         with self._lock:
             self._faults.append(fault)
@@ -534,6 +555,7 @@ class KubeDouble:
     def clear_faults(self):
         with self._lock:
             self._faults.clear()
+        self.store.clear_faults(self.cluster_arn)
 
     def requests(self):
         with self._lock:
@@ -553,6 +575,9 @@ class KubeDouble:
         with self._lock:
             for fault in self._faults:
                 if fault.kind in kinds and fault.matches(method, path):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.times -= 1
                     if fault.times == 0:
                         self._faults.remove(fault)
@@ -600,7 +625,7 @@ class _KubeHandler(JsonHandler):
         double = self.server.double
         method = self.command
         path, _, query = self.path.partition("?")
-        user, auth_error, status = None, None, 500
+        user, auth_error, status, after = None, None, 500, None
         try:
             body = self.read_body()
             if body is None:
@@ -623,6 +648,7 @@ class _KubeHandler(JsonHandler):
                 if user is None:
                     raise KubeError(401, "Unauthorized")
                 status, payload = self._route(double, user, method, path, query, body)
+                after = double._take_fault(("drop", "late"), method, path)
         except KubeError as e:
             status, payload = e.code, e.status
         except Exception:
@@ -630,6 +656,16 @@ class _KubeHandler(JsonHandler):
             status, payload = 500, status_object(500, "Internal error occurred: bench bug")
         double._record(method, path, query, user, status, auth_error,
                        time.perf_counter() - started)
+        if after is not None and after.kind == "drop":
+            # Served (a write is stored), but the client never hears: the connection goes.
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if after is not None:
+            time.sleep(after.seconds)  # late: the client may have given up by now
         self.send_json(status, payload, [("Audit-Id", str(uuid.uuid4())),
                                          ("Cache-Control", "no-cache, private")])
 

@@ -2,16 +2,21 @@
 //! shim + the Kubernetes API server double, with CloudFormation played over HTTP.
 
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 use system_tests::aws::AwsBench;
 use system_tests::cloudformation::{Answer, Player};
 use system_tests::control::Control;
-use system_tests::faults::FaultProxy;
+use system_tests::faults::{Fault, FaultProxy};
 use system_tests::kube::{KubeAs, spawn_writers};
 use system_tests::lambda::LambdaFunction;
 
 const TYPE: &str = "Custom::EksAccess";
 const LOGICAL: &str = "EksAccess";
+/// The id CloudFormation's rollback Delete carries after a Create answered without one.
+const MARKER: &str = "failed-create:EksAccess:1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b";
+/// `Owner::key()` of the Player's stack and LOGICAL.
+const OWNER_KEY: &str = "hopsworks-eks/6f5c4c80-ab12-11ef-9b1a-0a1b2c3d4e5f/EksAccess";
 
 struct Bench {
     aws: AwsBench,
@@ -62,6 +67,69 @@ impl Bench {
             cluster,
             &self.aws.seeded.identities.hopsworks,
         )
+    }
+
+    fn id(&self, cluster: &str, method: &str) -> String {
+        format!("eks-access:{cluster}:{method}")
+    }
+
+    async fn data(&self, cluster: &str) -> Value {
+        self.control.aws_auth(cluster).await["data"].clone()
+    }
+
+    async fn clear_kube_faults(&self, cluster: &str) {
+        let url = format!(
+            "{}/kube/{cluster}/faults",
+            self.aws.seeded.control_endpoint.trim_end_matches('/')
+        );
+        let response = reqwest::Client::new().delete(url).send().await;
+        assert!(response.is_ok_and(|r| r.status().is_success()));
+    }
+
+    fn access_props(&self) -> Value {
+        let s = &self.aws.seeded;
+        json!({"ClusterName": s.access_cluster.name, "RoleArn": s.hopsworks.role_arn})
+    }
+
+    /// `{"tags", "policies"}` of the access entry for the Hopsworks role, or null.
+    async fn hopsworks_entry(&self) -> Value {
+        let s = &self.aws.seeded;
+        self.aws
+            .query(&format!(
+                r#"
+import boto3, json, os
+eks = boto3.client("eks", endpoint_url=os.environ["BENCH_ENDPOINT"])
+try:
+    e = eks.describe_access_entry(clusterName="{cluster}", principalArn="{role}")["accessEntry"]
+    p = eks.list_associated_access_policies(clusterName="{cluster}", principalArn="{role}")
+    print(json.dumps({{"tags": e.get("tags", {{}}), "username": e.get("username"),
+                      "policies": [x["policyArn"].split("/")[-1] for x in p["associatedAccessPolicies"]]}}))
+except eks.exceptions.ResourceNotFoundException:
+    print("null")
+"#,
+                cluster = s.access_cluster.name,
+                role = s.hopsworks.role_arn
+            ))
+            .await
+    }
+
+    /// An access entry for the Hopsworks role made outside the stack, without any policy.
+    async fn entry_made_before_the_stack(&self) {
+        let s = &self.aws.seeded;
+        let made = self
+            .aws
+            .query(&format!(
+                r#"
+import boto3, json, os
+eks = boto3.client("eks", endpoint_url=os.environ["BENCH_ENDPOINT"])
+eks.create_access_entry(clusterName="{cluster}", principalArn="{role}", username="hopsworks")
+print(json.dumps({{"ok": True}}))
+"#,
+                cluster = s.access_cluster.name,
+                role = s.hopsworks.role_arn
+            ))
+            .await;
+        assert_eq!(made["ok"], true);
     }
 
     async fn writes(&self, cluster: &str) -> usize {
@@ -428,4 +496,405 @@ async fn bad_input_and_mode_mismatches_fail_without_calls() {
     // The rollback Delete of the failed Create touches nothing.
     let rollback = cfn.delete(LOGICAL, &answer.physical_id, json!({})).await;
     assert!(rollback.is_success());
+}
+
+// --- Issue 11: nothing left behind --------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_auth_write_whose_answer_is_lost_is_read_back_and_the_create_succeeds() {
+    let b = bench().await;
+    let before = b.data(b.cluster()).await;
+    // The PUT is stored, then the connection closes before the answer.
+    b.control
+        .fault(
+            b.cluster(),
+            json!({"kind": "drop", "method": "PUT", "path_contains": "aws-auth"}),
+        )
+        .await;
+    b.control.clear_kube_requests(b.cluster()).await;
+    let cfn = Player::new(&b.function, TYPE).await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    assert_eq!(created.physical_id, b.id(b.cluster(), "aws-auth"));
+    let role = &b.aws.seeded.hopsworks.role_arn_without_path;
+    let text = b.map_roles(b.cluster()).await;
+    assert_eq!(text.matches(role.as_str()).count(), 1, "{text}");
+    assert_eq!(b.writes(b.cluster()).await, 1, "the write was sent again");
+
+    let deleted = cfn.delete(LOGICAL, &created.physical_id, b.props()).await;
+    assert!(deleted.is_success(), "{}", deleted.reason);
+    assert_eq!(b.data(b.cluster()).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_auth_write_answered_too_late_is_read_back_within_the_time_left() {
+    let b = bench().await;
+    let before = b.data(b.cluster()).await;
+    // Stored at once, answered after 45 s: past the function's 30 s.
+    b.control
+        .fault(
+            b.cluster(),
+            json!({"kind": "late", "seconds": 45, "method": "PUT", "path_contains": "aws-auth"}),
+        )
+        .await;
+    let cfn = Player::new(&b.function, TYPE).await;
+    let started = Instant::now();
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    assert_eq!(created.physical_id, b.id(b.cluster(), "aws-auth"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let deleted = cfn.delete(LOGICAL, &created.physical_id, b.props()).await;
+    assert!(deleted.is_success(), "{}", deleted.reason);
+    assert_eq!(b.data(b.cluster()).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_failing_after_its_aws_auth_write_answers_its_id_and_the_rollback_removes_the_entry()
+ {
+    let b = bench().await;
+    let before = b.control.aws_auth(b.cluster()).await;
+    // The PUT is stored but answered late, and the read that would confirm it hangs too.
+    b.control
+        .fault(
+            b.cluster(),
+            json!({"kind": "late", "seconds": 45, "method": "PUT", "path_contains": "aws-auth"}),
+        )
+        .await;
+    b.control
+        .fault(
+            b.cluster(),
+            json!({"kind": "delay", "seconds": 60, "method": "GET", "path_contains": "aws-auth", "skip": 1}),
+        )
+        .await;
+    let cfn = Player::new(&b.function, TYPE).await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert_failed(&created, "did not answer a GET of aws-auth");
+    assert_eq!(
+        created.physical_id,
+        b.id(b.cluster(), "aws-auth"),
+        "the FAILED answer must carry the id of what was written"
+    );
+    assert!(
+        b.map_roles(b.cluster())
+            .await
+            .contains(&b.aws.seeded.hopsworks.role_arn_without_path),
+        "the write was stored"
+    );
+
+    // CloudFormation's rollback: Delete with the id the FAILED answer carried.
+    b.clear_kube_faults(b.cluster()).await;
+    let rollback = cfn.delete(LOGICAL, &created.physical_id, b.props()).await;
+    assert!(rollback.is_success(), "{}", rollback.reason);
+    let after = b.control.aws_auth(b.cluster()).await;
+    assert_eq!(after["data"], before["data"], "aws-auth is not as before");
+    assert_eq!(
+        after["metadata"].get("annotations"),
+        before["metadata"].get("annotations")
+    );
+    assert_eq!(b.hopsworks(b.cluster()).whoami().await, Err(401));
+
+    // The next stack on this cluster is not refused as "already used".
+    let mut next = Player::new(&b.function, TYPE).await;
+    next.stack_id =
+        "arn:aws:cloudformation:us-east-2:123456789012:stack/hopsworks-next/0b1c2d3e".to_owned();
+    let again = next.create(LOGICAL, b.props()).await;
+    assert!(again.is_success(), "{}", again.reason);
+    let gone = next.delete(LOGICAL, &again.physical_id, b.props()).await;
+    assert!(gone.is_success(), "{}", gone.reason);
+    assert_eq!(
+        b.control.aws_auth(b.cluster()).await["data"],
+        before["data"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_of_the_failed_create_marker_removes_what_the_stack_owns() {
+    let b = bench().await;
+    let before = b.data(b.cluster()).await;
+    let cfn = Player::new(&b.function, TYPE).await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    // As an earlier release left it after a lost answer: its owner key, no restore record.
+    let mut object = b.control.aws_auth(b.cluster()).await;
+    let legacy = format!("{}#{LOGICAL}", cfn.stack_id);
+    let mapping = json!({legacy: {"rolearn": b.aws.seeded.hopsworks.role_arn_without_path,
+                                  "username": "hopsworks", "groups": ["system:masters"]}});
+    object["metadata"]["annotations"] = json!({eks_access::OWNERS_ANNOTATION: mapping.to_string()});
+    b.control.put_aws_auth(b.cluster(), object).await;
+
+    let rollback = cfn.delete(LOGICAL, MARKER, b.props()).await;
+    assert!(rollback.is_success(), "{}", rollback.reason);
+    assert_eq!(rollback.physical_id, MARKER);
+    assert_eq!(b.data(b.cluster()).await, before);
+    let annotations = b.control.aws_auth(b.cluster()).await["metadata"]["annotations"].clone();
+    assert!(
+        annotations.get(eks_access::OWNERS_ANNOTATION).is_none(),
+        "{annotations}"
+    );
+
+    // A marker Delete after a Create that failed on its input, or could not map at all, succeeds.
+    let s = &b.aws.seeded;
+    let mismatch = json!({"ClusterName": s.cluster.name, "RoleArn": s.hopsworks.role_arn,
+                          "AccessMethod": "access-entry"});
+    let no_kube_rights = json!({"ClusterName": s.cluster.name, "RoleArn": s.hopsworks.role_arn});
+    for props in [json!({"ClusterName": "demo-eks"}), mismatch, no_kube_rights] {
+        let answer = cfn.delete(LOGICAL, MARKER, props.clone()).await;
+        assert!(answer.is_success(), "{props}: {}", answer.reason);
+    }
+    assert_eq!(b.data(b.cluster()).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_access_entry_loses_the_admin_policy_the_stack_gave_it_on_delete() {
+    let b = bench().await;
+    b.entry_made_before_the_stack().await;
+    assert_eq!(b.hopsworks_entry().await["policies"], json!([]));
+    let cfn = Player::new(&b.function, TYPE).await;
+    let created = cfn.create(LOGICAL, b.access_props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    assert_eq!(created.attr("Adopted"), "true");
+    let entry = b.hopsworks_entry().await;
+    assert_eq!(entry["policies"], json!(["AmazonEKSClusterAdminPolicy"]));
+    assert_eq!(entry["tags"][eks_access::ADMIN_POLICY_TAG], OWNER_KEY);
+    assert!(
+        entry["tags"].get(eks_access::OWNER_TAG).is_none(),
+        "{entry}"
+    );
+
+    let deleted = cfn
+        .delete(LOGICAL, &created.physical_id, b.access_props())
+        .await;
+    assert!(deleted.is_success(), "{}", deleted.reason);
+    let entry = b.hopsworks_entry().await;
+    assert_eq!(
+        entry["username"], "hopsworks",
+        "the adopted entry was removed"
+    );
+    assert_eq!(
+        entry["policies"],
+        json!([]),
+        "the stack's admin policy stayed"
+    );
+    assert_eq!(entry["tags"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_entry_whose_association_answer_is_lost_gets_it_taken_back_on_rollback() {
+    let b = bench().await;
+    b.entry_made_before_the_stack().await;
+    // Every AssociateAccessPolicy is applied, and its answer lost.
+    b.proxy.inject("\"policyArn\"", Fault::DropAnswer, 10);
+    let cfn = Player::new(&b.function, TYPE).await;
+    let created = cfn.create(LOGICAL, b.access_props()).await;
+    assert_eq!(created.status, "FAILED", "{created:?}");
+    assert_eq!(
+        created.physical_id,
+        b.id(&b.aws.seeded.access_cluster.name, "access-entry")
+    );
+    assert_eq!(
+        b.hopsworks_entry().await["policies"],
+        json!(["AmazonEKSClusterAdminPolicy"])
+    );
+    b.proxy.clear();
+    let rollback = cfn
+        .delete(LOGICAL, &created.physical_id, b.access_props())
+        .await;
+    assert!(rollback.is_success(), "{}", rollback.reason);
+    let entry = b.hopsworks_entry().await;
+    assert_eq!(entry["username"], "hopsworks");
+    assert_eq!(entry["policies"], json!([]));
+    assert_eq!(entry["tags"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_spelling_of_the_role_in_aws_auth_is_refused_and_never_escalated() {
+    let b = bench().await;
+    let original = b.map_roles(b.cluster()).await;
+    let arn = b.aws.seeded.hopsworks.role_arn_without_path.clone();
+    let (prefix, name) = arn.split_at(arn.rfind('/').map_or(0, |i| i + 1));
+    let shouted = format!("{prefix}{}", name.to_uppercase());
+    let cfn = Player::new(&b.function, TYPE).await;
+    for (key, written) in [("roleARN", arn.as_str()), ("rolearn", shouted.as_str())] {
+        let entry =
+            format!("- {key}: {written}\n  username: hopsworks-viewer\n  groups:\n  - viewers\n");
+        b.control
+            .set_map_roles(b.cluster(), &format!("{original}{entry}"))
+            .await;
+        // The authenticator takes it for the Hopsworks role.
+        let seen = b.hopsworks(b.cluster()).whoami().await;
+        assert_eq!(
+            seen.as_ref().map(|(u, _)| u.as_str()),
+            Ok("hopsworks-viewer")
+        );
+        let before = b.control.aws_auth(b.cluster()).await;
+        b.control.clear_kube_requests(b.cluster()).await;
+
+        let answer = cfn.create(LOGICAL, b.props()).await;
+        assert_failed(
+            &answer,
+            "is already mapped in aws-auth as user \"hopsworks-viewer\"",
+        );
+        assert_eq!(b.writes(b.cluster()).await, 0, "{key}: {written}");
+        assert_eq!(b.control.aws_auth(b.cluster()).await, before);
+        let (_, groups) = b.hopsworks(b.cluster()).whoami().await.expect("mapped");
+        assert!(!groups.contains(&"system:masters".to_owned()), "{groups:?}");
+        let rollback = cfn.delete(LOGICAL, &answer.physical_id, b.props()).await;
+        assert!(rollback.is_success(), "{}", rollback.reason);
+        assert_eq!(b.control.aws_auth(b.cluster()).await, before);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_leaves_an_identical_entry_someone_added_after_the_stack() {
+    let b = bench().await;
+    let original = b.map_roles(b.cluster()).await;
+    let cfn = Player::new(&b.function, TYPE).await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    // Someone maps the same role the same way, by hand, after the stack.
+    let theirs = format!(
+        "- rolearn: {}\n  username: hopsworks\n  groups:\n  - system:masters\n",
+        b.aws.seeded.hopsworks.role_arn_without_path
+    );
+    let mapped = b.map_roles(b.cluster()).await;
+    b.control
+        .set_map_roles(b.cluster(), &format!("{mapped}{theirs}"))
+        .await;
+
+    let deleted = cfn.delete(LOGICAL, &created.physical_id, b.props()).await;
+    assert!(deleted.is_success(), "{}", deleted.reason);
+    assert_eq!(
+        b.map_roles(b.cluster()).await,
+        format!("{original}{theirs}")
+    );
+    let (user, groups) = b
+        .hopsworks(b.cluster())
+        .whoami()
+        .await
+        .expect("still mapped");
+    assert_eq!(user, "hopsworks");
+    assert!(groups.contains(&"system:masters".to_owned()));
+}
+
+#[derive(serde::Deserialize)]
+struct Sample {
+    name: String,
+    data: BTreeMap<String, String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_gives_back_the_exact_bytes_of_36_real_world_maps() {
+    let b = bench().await;
+    let path = system_tests::workspace().join("crates/eks-access/testdata/aws-auth-maps.yaml");
+    let text = std::fs::read_to_string(&path).expect("the corpus");
+    let samples: Vec<Sample> = serde_saphyr::from_str(&text).expect("the corpus parses");
+    assert_eq!(samples.len(), 36);
+    let cfn = Player::new(&b.function, TYPE).await;
+    let mut wrong = Vec::new();
+    for sample in samples {
+        let mut object = b.control.aws_auth(b.cluster()).await;
+        object["data"] = json!(sample.data);
+        b.control.put_aws_auth(b.cluster(), object).await;
+        let before = b.data(b.cluster()).await;
+        let created = cfn.create(LOGICAL, b.props()).await;
+        assert!(created.is_success(), "{}: {}", sample.name, created.reason);
+        let (_, groups) = b.hopsworks(b.cluster()).whoami().await.expect("mapped");
+        assert!(
+            groups.contains(&"system:masters".to_owned()),
+            "{}",
+            sample.name
+        );
+        let deleted = cfn.delete(LOGICAL, &created.physical_id, b.props()).await;
+        assert!(deleted.is_success(), "{}: {}", sample.name, deleted.reason);
+        let after = b.data(b.cluster()).await;
+        if after != before {
+            wrong.push(format!(
+                "{}:\n  before {before}\n  after  {after}",
+                sample.name
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "not given back exactly:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_entry_tags_are_values_eks_accepts_naming_the_stack() {
+    let b = bench().await;
+    let s = &b.aws.seeded;
+    // The bench's EKS refuses what EKS refuses: the earlier `<stack ARN>#<logical id>`.
+    let refused = b
+        .aws
+        .query(&format!(
+            r#"
+import boto3, json, os
+eks = boto3.client("eks", endpoint_url=os.environ["BENCH_ENDPOINT"])
+try:
+    eks.create_access_entry(clusterName="{cluster}", principalArn="{role}",
+                            tags={{"hopsworks.ai/eks-stack": "{stack}#EksAccess"}})
+    print(json.dumps("accepted"))
+except eks.exceptions.InvalidParameterException as e:
+    print(json.dumps(str(e)))
+"#,
+            cluster = s.access_cluster.name,
+            role = s.identities.viewer.role_arn,
+            stack = system_tests::cloudformation::STACK_ID,
+        ))
+        .await;
+    assert!(
+        refused
+            .as_str()
+            .is_some_and(|m| m.contains("regular expression pattern")),
+        "{refused}"
+    );
+
+    let cfn = Player::new(&b.function, TYPE).await;
+    let created = cfn.create(LOGICAL, b.access_props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let entry = b.hopsworks_entry().await;
+    assert_eq!(entry["tags"], json!({eks_access::OWNER_TAG: OWNER_KEY}));
+    let deleted = cfn
+        .delete(LOGICAL, &created.physical_id, b.access_props())
+        .await;
+    assert!(deleted.is_success(), "{}", deleted.reason);
+    assert_eq!(b.hopsworks_entry().await, Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_in_use_that_describe_never_finds_is_given_up_after_three_tries() {
+    let b = bench().await;
+    let cluster = b.aws.seeded.access_cluster.name.clone();
+    b.entry_made_before_the_stack().await;
+    // EKS keeps answering CreateAccessEntry "in use" while DescribeAccessEntry finds nothing.
+    b.control
+        .fault(
+            &cluster,
+            json!({"kind": "eks", "operation": "DescribeAccessEntry", "status": 404, "times": 3}),
+        )
+        .await;
+    b.proxy.clear();
+    let cfn = Player::new(&b.function, TYPE).await;
+    let created = cfn.create(LOGICAL, b.access_props()).await;
+    assert_failed(&created, "does not find it (3 times)");
+    let creates = b
+        .proxy
+        .count(&format!("POST /clusters/{cluster}/access-entries -"));
+    assert_eq!(creates, 3, "{:#?}", b.proxy.requests());
+    let rollback = cfn
+        .delete(LOGICAL, &created.physical_id, b.access_props())
+        .await;
+    assert!(rollback.is_success(), "{}", rollback.reason);
+    let entry = b.hopsworks_entry().await;
+    assert_eq!(
+        entry["username"], "hopsworks",
+        "someone's entry was removed"
+    );
+    assert_eq!(entry["policies"], json!([]));
 }

@@ -344,6 +344,9 @@ fn finish(
             serde_json::to_string(&new_owners).unwrap_or_default(),
         );
     }
+    if annotations.is_empty() {
+        config_map.metadata.annotations = None; // as the API server shows none
+    }
     if created && new_owners.is_empty() && is_empty(&config_map) {
         return Ok(Plan::Delete {
             resource_version: config_map.metadata.resource_version.clone(),
@@ -477,13 +480,7 @@ mod tests {
         // and unmapping gives back the original data
         let removed = written(plan_unmap(Some(&after), &owner("a")).unwrap());
         assert_eq!(removed.data, config_map(NODES).data);
-        assert!(
-            !removed
-                .metadata
-                .annotations
-                .unwrap()
-                .contains_key(OWNERS_ANNOTATION)
-        );
+        assert_eq!(removed.metadata.annotations, None, "no annotation left");
     }
 
     #[test]
@@ -674,13 +671,7 @@ mod tests {
         assert!(err.contains("Hopsworks stack a "), "{err}");
         let removed = written(plan_unmap(Some(&cm), &a).unwrap());
         assert_eq!(removed.data.unwrap()["mapRoles"], NODES);
-        assert!(
-            !removed
-                .metadata
-                .annotations
-                .unwrap()
-                .contains_key(OWNERS_ANNOTATION)
-        );
+        assert_eq!(removed.metadata.annotations, None, "no annotation left");
     }
 
     #[test]
