@@ -520,6 +520,11 @@ async fn an_aws_auth_write_whose_answer_is_lost_is_read_back_and_the_create_succ
     let text = b.map_roles(b.cluster()).await;
     assert_eq!(text.matches(role.as_str()).count(), 1, "{text}");
     assert_eq!(b.writes(b.cluster()).await, 1, "the write was sent again");
+    // The same Create again (a duplicate delivery, a retry) converges: ours is there.
+    let again = cfn.create(LOGICAL, b.props()).await;
+    assert!(again.is_success(), "{}", again.reason);
+    assert_eq!(again.physical_id, created.physical_id);
+    assert_eq!(b.writes(b.cluster()).await, 1);
 
     let deleted = cfn.delete(LOGICAL, &created.physical_id, b.props()).await;
     assert!(deleted.is_success(), "{}", deleted.reason);
@@ -680,6 +685,7 @@ async fn an_adopted_access_entry_loses_the_admin_policy_the_stack_gave_it_on_del
         "the stack's admin policy stayed"
     );
     assert_eq!(entry["tags"], json!({}));
+    system_tests::faults::assert_calls_within(&b.proxy, eks_access::IAM_ACTIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
