@@ -485,8 +485,8 @@ fn is_marker(id: &str) -> bool {
     id.starts_with(custom_resource::FAILED_CREATE_PREFIX)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_get_at_the_end_of_an_invocation_hands_on_instead_of_failing() {
+/// A Create whose GET near the end of an invocation meets `fault` must hand on, not fail.
+async fn a_slow_answer_hands_on(fault: Value) {
     // 10 s invocations: the framework answers 2 s before, so a GET that hangs (the client would
     // wait 60 s × 6) or a Retry-After of 30 s would outlive the invocation's answer.
     let b = bench(Duration::from_secs(10)).await;
@@ -494,30 +494,24 @@ async fn a_slow_get_at_the_end_of_an_invocation_hands_on_instead_of_failing() {
         .hopsworks_behaviour(json!({"polls_per_state": 2, "leave_ecr_repos": true}))
         .await;
     b.make_repository("other-team/base").await;
+    b.control.hopsworks_fault(fault).await;
     let cfn = b.player().await;
-    let slow_answers = [
-        json!({"kind": "delay", "seconds": 40, "method": "GET", "path_contains": "/api/clusters/", "skip": 1}),
-        json!({"kind": "status", "status": 429, "retry_after": 30, "method": "GET", "path_contains": "/api/clusters/", "skip": 1}),
-    ];
-    for fault in slow_answers {
-        b.control.hopsworks_fault(fault.clone()).await;
-        let handed_on_before = handed_on(&b.function);
-        let created = cfn.create(LOGICAL, b.props()).await;
-        assert!(created.is_success(), "{fault}: {}", created.reason);
-        assert!(
-            b.made_by_the_function()
-                .await
-                .contains_key(&created.physical_id),
-            "{fault}: answered {}",
-            created.physical_id
-        );
-        assert!(
-            handed_on(&b.function) > handed_on_before,
-            "{fault}: the wait never handed on"
-        );
-        b.conclude(&cfn, &created, b.props()).await;
-    }
-    assert_eq!(b.made_by_the_function().await.len(), 2);
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let made: Vec<String> = b.made_by_the_function().await.into_keys().collect();
+    assert_eq!(made, std::slice::from_ref(&created.physical_id));
+    assert!(handed_on(&b.function) >= 1, "the wait never handed on");
+    b.conclude(&cfn, &created, b.props()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_get_at_the_end_of_an_invocation_hands_on_instead_of_failing() {
+    a_slow_answer_hands_on(json!({"kind": "delay", "seconds": 40, "method": "GET", "path_contains": "/api/clusters/", "skip": 1})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_longer_than_the_time_left_hands_on_instead_of_sleeping() {
+    a_slow_answer_hands_on(json!({"kind": "status", "status": 429, "retry_after": 30, "method": "GET", "path_contains": "/api/clusters/", "skip": 1})).await;
 }
 
 fn handed_on(function: &LambdaFunction) -> usize {
@@ -591,33 +585,34 @@ async fn a_create_that_lost_its_clusters_id_is_removed_by_its_owner_tag() {
     assert_eq!(other["state"], "running");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_post_applied_but_answered_badly_is_adopted_not_repeated() {
+/// A POST that Hopsworks.ai applies but answers with `fault`: the Create adopts the cluster
+/// instead of posting again (which would be refused: the name is taken).
+async fn a_post_applied_is_adopted(fault: Value) {
     let b = bench(Duration::from_secs(30)).await;
     b.control
         .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
         .await;
+    b.control.hopsworks_fault(fault).await;
     let cfn = b.player().await;
-    let bad_answers = [
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    assert_eq!(posts(&b).await, 1, "the POST was repeated");
+    let made: Vec<String> = b.made_by_the_function().await.into_keys().collect();
+    assert_eq!(made, std::slice::from_ref(&created.physical_id));
+    b.conclude(&cfn, &created, b.props()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_applied_but_answered_5xx_is_adopted_not_repeated() {
+    a_post_applied_is_adopted(
         json!({"kind": "status", "status": 503, "after": true, "method": "POST"}),
-        json!({"kind": "drop", "after": true, "method": "POST"}),
-    ];
-    for fault in bad_answers {
-        b.control.hopsworks_fault(fault.clone()).await;
-        let posts_before = posts(&b).await;
-        let made_before = b.made_by_the_function().await.len();
-        let created = cfn.create(LOGICAL, b.props()).await;
-        assert!(created.is_success(), "{fault}: {}", created.reason);
-        assert_eq!(
-            posts(&b).await,
-            posts_before + 1,
-            "{fault}: the POST was repeated"
-        );
-        let made = b.made_by_the_function().await;
-        assert_eq!(made.len(), made_before + 1, "{fault}");
-        assert!(made.contains_key(&created.physical_id), "{fault}");
-        b.conclude(&cfn, &created, b.props()).await;
-    }
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_applied_whose_connection_dropped_is_adopted_not_repeated() {
+    a_post_applied_is_adopted(json!({"kind": "drop", "after": true, "method": "POST"})).await;
 }
 
 async fn posts(b: &Bench) -> usize {
@@ -634,9 +629,10 @@ async fn two_deliveries_of_one_create_at_once_make_one_cluster_and_answer_its_id
     // A second execution environment of the same function.
     let twin =
         system_tests::hopsworks_cluster_function(&b.aws.seeded, &b.proxy, Duration::from_secs(30));
-    // Both look before either posts: then both post, and Hopsworks.ai refuses the second name.
+    // Both look before either posts (the lists are read at once, answered 3 s later): then both
+    // post, and Hopsworks.ai refuses the second one's name.
     b.control
-        .hopsworks_fault(json!({"kind": "delay", "seconds": 5, "method": "GET", "path_contains": "?cloud=AWS", "times": 2}))
+        .hopsworks_fault(json!({"kind": "delay", "seconds": 3, "after": true, "method": "GET", "path_contains": "?cloud=AWS", "times": 2}))
         .await;
     let cfn = b.player().await;
     let answers = cfn
@@ -647,7 +643,19 @@ async fn two_deliveries_of_one_create_at_once_make_one_cluster_and_answer_its_id
         assert_eq!(status, "SUCCESS", "{reason}");
         assert_eq!(id, &answers[0].1);
     }
-    assert_eq!(posts(&b).await, 2, "both deliveries posted");
+    let log: Vec<String> = b
+        .control
+        .hopsworks_requests()
+        .await
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r["time"], r["method"], r["path"], r["status"], r["fault"]
+            )
+        })
+        .collect();
+    assert_eq!(posts(&b).await, 2, "both deliveries posted: {log:#?}");
     let made = b.made_by_the_function().await;
     assert_eq!(made.len(), 1, "{made:?}");
     let (_, id, _) = &answers[0];
@@ -662,7 +670,7 @@ async fn two_deliveries_of_one_create_at_once_make_one_cluster_and_answer_its_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clusters_carry_the_one_owner_tag_and_those_of_earlier_releases_are_still_found() {
+async fn clusters_carry_the_frameworks_owner_tag() {
     let b = bench(Duration::from_secs(30)).await;
     b.control
         .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
@@ -691,9 +699,17 @@ async fn clusters_carry_the_one_owner_tag_and_those_of_earlier_releases_are_stil
         "{tags:?}"
     );
     b.conclude(&cfn, &created, b.props()).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_an_earlier_release_made_is_found_by_its_tag_and_removed() {
     // A cluster an earlier release made for this resource (its tag, its owner form), whose
     // Create's answer was lost: the rollback's Delete of the marker finds and removes it.
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
     let legacy = b
         .control
         .create_hopsworks_cluster(json!({
@@ -738,7 +754,7 @@ async fn clusters_carry_the_one_owner_tag_and_those_of_earlier_releases_are_stil
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_401_and_a_key_no_header_can_carry_fail_at_once_naming_the_secret() {
+async fn a_401_names_the_secret_as_a_403_does() {
     let b = bench(Duration::from_secs(30)).await;
     let cfn = b.player().await;
     let secret_arn = b.aws.seeded.hopsworks_ai.secret_arn.clone();
@@ -750,7 +766,13 @@ async fn a_401_and_a_key_no_header_can_carry_fail_at_once_naming_the_secret() {
     assert!(refused.reason.contains("HTTP 401"), "{}", refused.reason);
     assert!(refused.reason.contains(&secret_arn), "{}", refused.reason);
     b.conclude(&cfn, &refused, b.props()).await;
+    b.assert_key_never_shown(&[&refused]);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_a_line_break_fails_at_once_naming_the_secret() {
+    let b = bench(Duration::from_secs(30)).await;
+    let cfn = b.player().await;
     let broken = b
         .make_secret(
             "hopsworks/two-lines",
@@ -771,39 +793,53 @@ async fn a_401_and_a_key_no_header_can_carry_fail_at_once_naming_the_secret() {
     );
     // Its rollback: the Create could not have made anything with that key.
     b.conclude(&cfn, &failed, props).await;
-    b.assert_key_never_shown(&[&refused, &failed]);
+    b.assert_key_never_shown(&[&failed]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rollback_of_a_cluster_in_error_deletes_it_and_waits_a_poll_before_looking() {
+async fn the_rollback_of_a_cluster_in_error_deletes_it_and_waits_until_it_is_gone() {
     let b = bench(Duration::from_secs(60)).await;
     b.control
         .hopsworks_behaviour(
             json!({"fail_next_with": "no capacity for m5.2xlarge", "leave_ecr_repos": true}),
         )
         .await;
-    let mut props = b.props();
-    props["PollIntervalSeconds"] = json!("2");
     let cfn = b.player().await;
-    let failed = cfn.create(LOGICAL, props.clone()).await;
+    let failed = cfn.create(LOGICAL, b.props()).await;
     assert_eq!(failed.status, "FAILED");
     let id = failed.physical_id.clone();
     assert_eq!(b.clusters().await[&id]["state"], "error");
-    // Hopsworks.ai acts on the DELETE a while after accepting it: the cluster reads `error`
-    // for two more polls.
+    // Hopsworks.ai acts on the DELETE a while after accepting it: the cluster still reads
+    // `error` for the first polls after it.
     b.control
         .hopsworks_behaviour(json!({"delete_lag_polls": 2}))
         .await;
-    b.conclude(&cfn, &failed, props).await;
+    b.conclude(&cfn, &failed, b.props()).await;
+    assert!(
+        b.requests()
+            .await
+            .contains(&("DELETE".to_owned(), format!("/api/clusters/{id}")))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_polls_first_a_poll_interval_after_the_delete() {
+    let b = bench(Duration::from_secs(60)).await;
+    let mut props = b.props();
+    props["PollIntervalSeconds"] = json!("2");
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, props.clone()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let id = created.physical_id.clone();
+    b.conclude(&cfn, &created, props).await;
 
     let log = b.control.hopsworks_requests().await;
     let path = format!("/api/clusters/{id}");
-    let at = |method: &str| {
-        log.iter()
-            .find(|r| r["method"] == method && r["path"] == path.as_str())
-            .and_then(|r| r["time"].as_f64())
-    };
-    let deleted_at = at("DELETE").expect("the cluster was DELETEd");
+    let deleted_at = log
+        .iter()
+        .find(|r| r["method"] == "DELETE" && r["path"] == path.as_str())
+        .and_then(|r| r["time"].as_f64())
+        .expect("the cluster was DELETEd");
     let first_look = log
         .iter()
         .filter(|r| r["method"] == "GET" && r["path"] == path.as_str())
@@ -812,13 +848,13 @@ async fn the_rollback_of_a_cluster_in_error_deletes_it_and_waits_a_poll_before_l
         .expect("the Delete polled");
     assert!(
         first_look - deleted_at >= 1.5,
-        "the first poll came {:.2} s after the DELETE, not a poll interval (2 s)",
+        "the first poll came {:.2} s after the DELETE, not a poll interval (2 s) later",
         first_look - deleted_at
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_eks_cluster_of_that_name_in_another_region_and_other_partitions_are_no_obstacle() {
+async fn an_eks_cluster_of_that_name_in_another_region_is_no_conflict() {
     let b = bench(Duration::from_secs(30)).await;
     b.control
         .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
@@ -834,7 +870,15 @@ async fn an_eks_cluster_of_that_name_in_another_region_and_other_partitions_are_
     let created = cfn.create(LOGICAL, b.props()).await;
     assert!(created.is_success(), "{}", created.reason);
     b.conclude(&cfn, &created, b.props()).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_profiles_of_the_aws_cn_and_aws_us_gov_partitions_are_accepted() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
     for partition in ["aws-us-gov", "aws-cn"] {
         let mut props = b.props();
         props["InstanceProfileArn"] = json!(b.aws.seeded.hopsworks.instance_profile_arn.replacen(
