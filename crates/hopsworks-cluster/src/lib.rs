@@ -109,8 +109,14 @@ impl HopsworksCluster {
         ctx.step(format!(
             "reading the Hopsworks.ai API key from {secret_arn}"
         ));
-        let key = aws::api_key(&self.secrets, secret_arn)
+        let key = tokio::time::timeout(call_budget(ctx), aws::api_key(&self.secrets, secret_arn))
             .await
+            .map_err(|_| {
+                Failure::new(format!(
+                    "Secrets Manager did not answer in time when reading the Hopsworks.ai API key \
+                     from {secret_arn}; retry the stack operation"
+                ))
+            })?
             .map_err(Failure::new)?;
         Client::new(&self.api_url, key, self.retry.clone())
             .map(|c| c.with_key_source(format!("secret {secret_arn}")))
@@ -119,13 +125,15 @@ impl HopsworksCluster {
 
     async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
         let settings = Settings::parse(&request.properties, &self.region)?;
+        let waiting = read_state(ctx)?;
+        if let Some(Waiting::Running { id }) = &waiting {
+            // Before anything can fail in this invocation: its failures answer with the id.
+            ctx.record_physical_id(id.clone());
+        }
         let client = self.client(&settings.secret_arn, ctx).await?;
         let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
-        let id = match read_state(ctx)? {
-            Some(Waiting::Running { id }) => {
-                ctx.record_physical_id(id.clone());
-                id
-            }
+        let id = match waiting {
+            Some(Waiting::Running { id }) => id,
             Some(Waiting::Gone { .. }) => {
                 return Err(Failure::new(
                     "internal error: a Create was handed on as a Delete",
