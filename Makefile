@@ -13,7 +13,7 @@ CHECKOV_VENV := $(VENV)/checkov
 PACKAGE_VENV := $(VENV)/package
 CARGO ?= cargo
 
-.PHONY: help setup debian venv lint-venv build lint lint-template fmt test demo clean release package test-package bench bench-venv
+.PHONY: help setup debian venv lint-venv build lint lint-template fmt test demo clean release package test-package test-sam bench bench-venv
 
 help:
 	@echo "make demo   deploy, update and delete the whole stack against the local bench, on the existing EKS cluster and on one the stack creates (DEMO=existing or DEMO=new for one path)"
@@ -68,7 +68,7 @@ lint-template: lint-venv
 fmt:
 	$(CARGO) fmt --all
 
-test: setup lint lint-template test-package
+test: setup lint lint-template test-package test-sam
 	$(CARGO) test --workspace
 
 demo: setup lint-venv
@@ -103,6 +103,11 @@ package: $(PACKAGE_VENV)/.installed $(LINT_VENV)/.installed
 # The packaging after the build, on fake bootstraps: seconds, no release build.
 test-package: $(LINT_VENV)/.installed
 	$(LINT_VENV)/bin/python -m unittest discover -s scripts -p test_package.py
+
+# `sam build` as users run it (the real SAM CLI and cargo-lambda, samconfig.toml, the template)
+# through a stand-in cargo that compiles nothing: about 10 s (scripts/test_sam_build.py).
+test-sam: $(LINT_VENV)/.installed $(PACKAGE_VENV)/.installed
+	PACKAGE_VENV=$(PACKAGE_VENV) $(LINT_VENV)/bin/python -m unittest discover -s scripts -p test_sam_build.py
 
 # The benchmarks' Python baseline (bench/baseline/: crhelper + boto3 + kubernetes under awslambdaric):
 # one pip install of pinned versions. `make test` needs it too (the benchmarks' smoke pass).

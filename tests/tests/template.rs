@@ -87,19 +87,38 @@ fn each_function_role_grants_exactly_the_actions_its_code_calls() {
 fn every_function_is_arm64_on_provided_al2023_and_built_by_cargo_lambda() {
     let template = template();
     let globals = &template["Globals"]["Function"];
+    let mut functions = 0;
     for (name, r) in template["Resources"].as_object().expect("Resources") {
         if r["Type"] != "AWS::Serverless::Function" {
             continue;
         }
+        functions += 1;
         let p = &r["Properties"];
         let runtime = p.get("Runtime").unwrap_or(&globals["Runtime"]);
         assert_eq!(runtime, "provided.al2023", "{name}");
+        // Lambda's arm64 (Graviton); `sam build` passes it to cargo-lambda as --arm64.
+        let architectures = p.get("Architectures").unwrap_or(&globals["Architectures"]);
+        assert_eq!(architectures, &serde_json::json!(["arm64"]), "{name}");
         assert_eq!(r["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+        // `sam build` runs cargo-lambda in CodeUri with --bin Binary: the function's own crate
+        // (a workspace member), never the repository root with target/ and .venv in it.
+        let binary = r["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} names no Binary"));
+        assert_eq!(p["CodeUri"], format!("../functions/{binary}"), "{name}");
+        let manifest = system_tests::workspace().join(format!("functions/{binary}/Cargo.toml"));
+        let manifest = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|e| panic!("{name}: {}: {e}", manifest.display()));
+        assert!(
+            manifest.contains(&format!("name = \"{binary}\"")),
+            "{name}: functions/{binary}/Cargo.toml has no bin {binary}"
+        );
         assert!(
             p.get("LoggingConfig").is_some() || globals.get("LoggingConfig").is_some(),
             "{name} has no log group of its own"
         );
     }
+    assert_ne!(functions, 0, "no AWS::Serverless::Function in the template");
 }
 
 /// CloudFormation updates these roles before the resources that use them and deletes the old
