@@ -428,6 +428,7 @@ class ControlHandler(JsonHandler):
     PUT    /hopsworks/behaviour                    any of those (partial) -> the behaviour now
     POST   /hopsworks/faults                       {"kind": status|delay, "status"?, "seconds"?,
                                                     "method"?, "path_contains"?, "times"?}
+    GET    /hopsworks/faults                       the faults that have not fired yet
     DELETE /hopsworks/faults
     GET    /hopsworks/requests                     [{method, path, query, status, key_present,
                                                      key_ok, api_version_ok, headers, body, fault}]
@@ -536,6 +537,8 @@ class ControlHandler(JsonHandler):
                 if method == "PUT":
                     return 200, double.set_behaviour(body)
             if parts == ["faults"]:
+                if method == "GET":
+                    return 200, double.faults()
                 if method == "POST":
                     return 200, double.add_fault(body)
                 if method == "DELETE":

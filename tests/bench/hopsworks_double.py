@@ -425,6 +425,11 @@ class HopsworksDouble:
         with self._lock:
             self._faults.clear()
 
+    def faults(self):
+        """The faults that have not fired (all their times) yet."""
+        with self._lock:
+            return [f.describe() for f in self._faults]
+
     def requests(self):
         with self._lock:
             return copy.deepcopy(self._requests)

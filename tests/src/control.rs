@@ -118,6 +118,19 @@ impl Control {
             .await;
     }
 
+    /// The Hopsworks.ai double's faults that have not fired yet.
+    pub async fn hopsworks_faults(&self) -> Vec<Value> {
+        let v = self
+            .call(reqwest::Method::GET, "/hopsworks/faults", None)
+            .await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn clear_hopsworks_faults(&self) {
+        self.call(reqwest::Method::DELETE, "/hopsworks/faults", None)
+            .await;
+    }
+
     /// `[{method, path, status, …}]` the Hopsworks.ai double received.
     pub async fn hopsworks_requests(&self) -> Vec<Value> {
         let v = self

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use system_tests::aws::AwsBench;
 use system_tests::cloudformation::Player;
+use system_tests::control::Control;
 use system_tests::faults::{Fault, FaultProxy};
 use system_tests::lambda::LambdaFunction;
 use system_tests::matrix::{self, Cell, FaultKind, Outcome, Step};
@@ -30,6 +31,11 @@ trait Subject {
     const LOGICAL: &'static str;
     /// What each step's fault strikes, for the table.
     const STEPS: [(Step, &'static str); 3];
+    /// What the function's role grants: every call in every cell must be among them.
+    const IAM_ACTIONS: &'static [&'static str];
+
+    /// The proxy every AWS call of the function goes through.
+    fn proxy(&self) -> &FaultProxy;
 
     fn function(&self) -> &LambdaFunction;
     /// A second execution environment of the same function, for duplicate deliveries.
@@ -63,12 +69,10 @@ async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
             .collect()
     } else {
         let a = cfn.create(S::LOGICAL, props.clone()).await;
-        if fault == FaultKind::Timeout {
-            assert!(a.reason.contains("timed out"), "{step:?}: {}", a.reason);
-        }
         vec![(a.status, a.physical_id)]
     };
     assert!(s.struck().await, "{step:?} × {fault:?} never struck");
+    system_tests::faults::assert_calls_within(s.proxy(), S::IAM_ACTIONS);
     s.disarm().await;
     let statuses: BTreeSet<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
     let ids: BTreeSet<&str> = answers.iter().map(|(_, id)| id.as_str()).collect();
@@ -80,6 +84,7 @@ async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
             deleted.reason
         );
     }
+    system_tests::faults::assert_calls_within(s.proxy(), S::IAM_ACTIONS);
     let mut answer = statuses.into_iter().collect::<Vec<_>>().join("/");
     if answers.len() > 1 {
         answer.push_str(if ids.len() == 1 {
@@ -170,6 +175,11 @@ impl Subject for Ingress {
         (Step::During, "authorizing a port"),
         (Step::After, "reading the new rules' ids"),
     ];
+    const IAM_ACTIONS: &'static [&'static str] = security_group_ingress::IAM_ACTIONS;
+
+    fn proxy(&self) -> &FaultProxy {
+        &self.proxy
+    }
 
     fn function(&self) -> &LambdaFunction {
         &self.function
@@ -270,6 +280,11 @@ impl Subject for AccessEntries {
         (Step::During, "creating the access entry"),
         (Step::After, "associating the admin policy"),
     ];
+    const IAM_ACTIONS: &'static [&'static str] = eks_access::IAM_ACTIONS;
+
+    fn proxy(&self) -> &FaultProxy {
+        &self.proxy
+    }
 
     fn function(&self) -> &LambdaFunction {
         &self.function
@@ -331,4 +346,222 @@ print(json.dumps(out))
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eks_access_entries_leave_nothing_behind_whatever_fails_when() {
     run(&AccessEntries::start().await).await;
+}
+
+// ---- HopsworksCluster ----------------------------------------------------------------------
+
+struct Hopsworks {
+    aws: AwsBench,
+    proxy: FaultProxy,
+    control: Control,
+    function: Arc<LambdaFunction>,
+    twin: Arc<LambdaFunction>,
+    /// Where the armed fault lives, to tell whether it struck.
+    armed: std::sync::Mutex<Armed>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Armed {
+    /// This many faults injected into the proxy.
+    Proxy(usize),
+    Double,
+    /// A crash, with the function's cold starts when it was armed.
+    Crash(u32),
+}
+
+impl Hopsworks {
+    async fn start() -> Self {
+        let aws = AwsBench::start().await;
+        let proxy = FaultProxy::start(aws.endpoint()).await;
+        let control = Control::new(&aws.seeded.control_endpoint);
+        // Two states a poll each way: a create waits long enough to hand over at least once.
+        control
+            .hopsworks_behaviour(json!({"polls_per_state": 2, "leave_ecr_repos": true}))
+            .await;
+        // The twin first: Lambda's Invoke (the hand-over) goes to the one registered last.
+        let twin = system_tests::hopsworks_cluster_function(&aws.seeded, &proxy, FUNCTION_TIMEOUT);
+        let function =
+            system_tests::hopsworks_cluster_function(&aws.seeded, &proxy, FUNCTION_TIMEOUT);
+        Self {
+            aws,
+            proxy,
+            control,
+            function,
+            twin,
+            armed: std::sync::Mutex::new(Armed::Proxy(0)),
+        }
+    }
+
+    fn set_armed(&self, armed: Armed) {
+        if let Ok(mut a) = self.armed.lock() {
+            *a = armed;
+        }
+    }
+
+    /// Crash the function once the double holds a live cluster, `after` that, as a watcher
+    /// beside the Create (the double cannot reach the function's process itself).
+    fn crash_once_a_cluster_exists(&self, after: Duration) {
+        let (control, function) = (self.control.clone(), self.function.clone());
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                let live = control
+                    .hopsworks_clusters()
+                    .await
+                    .into_iter()
+                    .any(|c| c["state"] != "terminated");
+                if live {
+                    tokio::time::sleep(after).await;
+                    function.crash();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    async fn double_fault(&self, fault: Value) {
+        self.set_armed(Armed::Double);
+        self.control.hopsworks_fault(fault).await;
+    }
+}
+
+impl Subject for Hopsworks {
+    const NAME: &'static str = "HopsworksCluster";
+    const TYPE: &'static str = "Custom::HopsworksCluster";
+    const LOGICAL: &'static str = "HopsworksCluster";
+    const STEPS: [(Step, &'static str); 3] = [
+        (Step::Before, "reading the API key"),
+        (Step::During, "POST /api/clusters"),
+        (Step::After, "waiting for running, across invocations"),
+    ];
+    const IAM_ACTIONS: &'static [&'static str] = hopsworks_cluster::IAM_ACTIONS;
+
+    fn proxy(&self) -> &FaultProxy {
+        &self.proxy
+    }
+
+    fn function(&self) -> &LambdaFunction {
+        &self.function
+    }
+
+    fn twin(&self) -> &LambdaFunction {
+        &self.twin
+    }
+
+    fn props(&self) -> Value {
+        let s = &self.aws.seeded;
+        json!({
+            "ApiKeySecretArn": s.hopsworks_ai.secret_arn,
+            "ClusterName": "fs-demo",
+            "InstanceProfileArn": s.hopsworks.instance_profile_arn,
+            "EksClusterName": s.cluster.name,
+            "BucketName": "hops-demo-bucket",
+            "VpcId": s.cluster.vpc_id,
+            "SubnetId": s.cluster.public_subnet_ids[0],
+            "SecurityGroupId": s.cluster.cluster_security_group_id,
+            "PollIntervalSeconds": "1",
+        })
+    }
+
+    /// The live Hopsworks clusters and the account's ECR repositories.
+    async fn state(&self) -> Value {
+        let live: Vec<Value> = self
+            .control
+            .hopsworks_clusters()
+            .await
+            .into_iter()
+            .filter(|c| c["state"] != "terminated")
+            .map(|c| json!([c["name"], c["id"], c["state"]]))
+            .collect();
+        let ecr = self
+            .aws
+            .query(
+                r#"
+import boto3, json, os
+ecr = boto3.client("ecr", endpoint_url=os.environ["BENCH_ENDPOINT"])
+print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe_repositories").paginate() for r in p["repositories"])))
+"#,
+            )
+            .await;
+        json!({"clusters": live, "ecr": ecr})
+    }
+
+    async fn arm(&self, step: Step, fault: FaultKind) -> bool {
+        self.disarm().await;
+        self.set_armed(Armed::Proxy(1));
+        let seconds = |d: Duration| d.as_secs_f64();
+        match (step, fault) {
+            // Before anything: the secret, through the proxy.
+            (Step::Before, FaultKind::HandOver) => return false,
+            (Step::Before, fault) => {
+                let Some(fault) = proxy_fault(fault) else {
+                    return false;
+                };
+                self.proxy.inject("secretsmanager.GetSecretValue", fault, 1);
+            }
+            // The POST that makes the cluster: applied, then its answer is late or lost.
+            (Step::During, FaultKind::HandOver) => return false,
+            (Step::During, FaultKind::Crash) => {
+                self.control
+                    .hopsworks_fault(
+                        json!({"kind": "delay", "seconds": 5, "after": true, "method": "POST"}),
+                    )
+                    .await;
+                self.set_armed(Armed::Crash(self.function.cold_starts()));
+                self.crash_once_a_cluster_exists(Duration::from_millis(500));
+            }
+            (Step::During, fault) => {
+                let spec = match fault {
+                    FaultKind::Timeout => json!({"kind": "delay", "seconds": seconds(HUNG)}),
+                    FaultKind::LostAnswer => json!({"kind": "drop"}),
+                    _ => json!({"kind": "delay", "seconds": seconds(HELD)}),
+                };
+                let mut spec = spec;
+                spec["after"] = json!(true);
+                spec["method"] = json!("POST");
+                self.double_fault(spec).await;
+            }
+            // Waiting: the first poll, the hand-over, or a crash between polls.
+            (Step::After, FaultKind::HandOver) => {
+                // Every try of the SDK's retries fails: the hand-over fails.
+                self.set_armed(Armed::Proxy(20));
+                self.proxy
+                    .inject("/2015-03-31/functions/", Fault::ServerError, 20);
+            }
+            (Step::After, FaultKind::Crash) => {
+                self.set_armed(Armed::Crash(self.function.cold_starts()));
+                self.crash_once_a_cluster_exists(Duration::from_millis(1500));
+            }
+            (Step::After, fault) => {
+                let mut spec = match fault {
+                    FaultKind::Timeout => json!({"kind": "delay", "seconds": seconds(HUNG)}),
+                    FaultKind::LostAnswer => json!({"kind": "drop"}),
+                    _ => json!({"kind": "delay", "seconds": seconds(HELD)}),
+                };
+                spec["method"] = json!("GET");
+                spec["path_contains"] = json!("/api/clusters/");
+                self.double_fault(spec).await;
+            }
+        }
+        true
+    }
+
+    async fn struck(&self) -> bool {
+        let armed = self.armed.lock().map(|a| *a).unwrap_or(Armed::Proxy(0));
+        match armed {
+            Armed::Proxy(times) => self.proxy.unfired() < times,
+            Armed::Double => self.control.hopsworks_faults().await.is_empty(),
+            Armed::Crash(before) => self.function.cold_starts() > before,
+        }
+    }
+
+    async fn disarm(&self) {
+        self.proxy.clear();
+        self.control.clear_hopsworks_faults().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hopsworks_cluster_leaves_nothing_behind_whatever_fails_when() {
+    run(&Hopsworks::start().await).await;
 }

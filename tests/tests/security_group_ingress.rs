@@ -74,6 +74,7 @@ async fn opens_80_and_443_adopts_what_exists_and_removes_only_its_own() {
 
     let deleted = cfn.delete(LOGICAL, &created.physical_id, props(&aws)).await;
     assert!(deleted.is_success(), "{}", deleted.reason);
+    system_tests::faults::assert_calls_within(&proxy, security_group_ingress::IAM_ACTIONS);
     assert_eq!(
         ingress(&aws, &group).await,
         before,
