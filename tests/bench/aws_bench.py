@@ -415,8 +415,10 @@ class ControlHandler(JsonHandler):
     GET    /kube/{cluster}/configmaps/{ns}/{name}  the stored object, exactly
     PUT    /kube/{cluster}/configmaps/{ns}/{name}  store the object as given (new resourceVersion)
     DELETE /kube/{cluster}/configmaps/{ns}/{name}
-    POST   /kube/{cluster}/faults                  {"kind": status|delay|conflict, "status"?,
-                                                    "seconds"?, "method"?, "path_contains"?, "times"}
+    POST   /kube/{cluster}/faults                  {"kind": status|delay|conflict|drop|late, "status"?,
+                                                    "seconds"?, "method"?, "path_contains"?, "times"?,
+                                                    "skip"?}, or {"kind": "eks", ...} for the EKS shim
+    GET    /kube/{cluster}/faults                  the API server's faults that have not fired yet
     DELETE /kube/{cluster}/faults
     GET    /kube/{cluster}/requests                [{method, path, query, username, status, auth_error}]
     DELETE /kube/{cluster}/requests
@@ -424,10 +426,12 @@ class ControlHandler(JsonHandler):
     DELETE /eks/requests
 
     The Hopsworks.ai double (hopsworks_double.py):
-    GET    /hopsworks/behaviour                    {polls_per_state, fail_next_with, leave_ecr_repos}
+    GET    /hopsworks/behaviour                    {polls_per_state, fail_next_with, leave_ecr_repos,
+                                                    delete_lag_polls}
     PUT    /hopsworks/behaviour                    any of those (partial) -> the behaviour now
-    POST   /hopsworks/faults                       {"kind": status|delay, "status"?, "seconds"?,
-                                                    "method"?, "path_contains"?, "times"?}
+    POST   /hopsworks/faults                       {"kind": status|delay|drop, "status"?, "seconds"?,
+                                                    "method"?, "path_contains"?, "times"?, "skip"?,
+                                                    "after"?, "retry_after"?}
     GET    /hopsworks/faults                       the faults that have not fired yet
     DELETE /hopsworks/faults
     GET    /hopsworks/requests                     [{method, path, query, status, key_present,
@@ -501,6 +505,8 @@ class ControlHandler(JsonHandler):
                         raise ControlError(404, f"no configmap {namespace}/{name}")
                     return 200, {}
             if len(parts) == 3 and parts[2] == "faults":
+                if method == "GET":
+                    return 200, double.faults()
                 if method == "POST":
                     if not isinstance(body, dict):
                         raise ControlError(400, "expected a fault object")

@@ -557,6 +557,12 @@ class KubeDouble:
             self._faults.clear()
         self.store.clear_faults(self.cluster_arn)
 
+    def faults(self):
+        """The API server's faults that have not fired (all their times) yet."""
+        with self._lock:
+            return [{"kind": f.kind, "times": f.times, "method": f.method,
+                     "path_contains": f.path_contains, "skip": f.skip} for f in self._faults]
+
     def requests(self):
         with self._lock:
             return list(self._requests)

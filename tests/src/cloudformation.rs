@@ -96,6 +96,15 @@ impl Receiver {
         }
     }
 
+    /// How many injected failures (scripted statuses, stalls) have not struck yet.
+    pub fn unfired(&self) -> usize {
+        self.state
+            .0
+            .lock()
+            .map(|r| r.script.len() + r.stalls)
+            .unwrap_or_default()
+    }
+
     pub fn puts_for(&self, request_id: &str) -> Vec<Put> {
         self.state
             .0

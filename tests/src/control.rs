@@ -82,6 +82,27 @@ impl Control {
         .await;
     }
 
+    /// The API server double's faults that have not fired yet.
+    pub async fn kube_faults(&self, cluster: &str) -> Vec<Value> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/kube/{cluster}/faults"),
+                None,
+            )
+            .await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn clear_kube_faults(&self, cluster: &str) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/kube/{cluster}/faults"),
+            None,
+        )
+        .await;
+    }
+
     /// `[{method, path, username, status}]` of the API server double since the last clear.
     pub async fn kube_requests(&self, cluster: &str) -> Vec<Value> {
         let v = self
@@ -103,7 +124,8 @@ impl Control {
         .await;
     }
 
-    /// `{"polls_per_state"?, "fail_next_with"?, "leave_ecr_repos"?}` of the Hopsworks.ai double.
+    /// `{"polls_per_state"?, "fail_next_with"?, "leave_ecr_repos"?, "delete_lag_polls"?}` of the
+    /// Hopsworks.ai double.
     pub async fn hopsworks_behaviour(&self, behaviour: Value) {
         self.call(
             reqwest::Method::PUT,

@@ -43,10 +43,11 @@ trait Subject {
     fn props(&self) -> Value;
     /// What a Create may change and a Delete must give back.
     async fn state(&self) -> Value;
-    /// Arm `fault` at `step`; false when it cannot happen there (no such call).
-    async fn arm(&self, step: Step, fault: FaultKind) -> bool;
-    /// Whether every armed fault struck (a cell whose fault never fired proves nothing).
-    async fn struck(&self) -> bool;
+    /// Arm `fault` at `step` (`cfn` is CloudFormation, whose ResponseURL can be faulted too);
+    /// false when it cannot happen there (no such call).
+    async fn arm(&self, step: Step, fault: FaultKind, cfn: &Player<'_>) -> bool;
+    /// Whether the armed fault struck (a cell whose fault never fired proves nothing).
+    async fn struck(&self, cfn: &Player<'_>) -> bool;
     /// Remove what is still armed.
     async fn disarm(&self);
 }
@@ -55,11 +56,11 @@ trait Subject {
 /// id it was answered, and compare the account with how it was.
 async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
     let before = s.state().await;
-    if !s.arm(step, fault).await {
-        return Outcome::NotApplicable;
-    }
     let mut cfn = Player::new(s.function(), S::TYPE).await;
     cfn.answer_timeout = Duration::from_secs(60);
+    if !s.arm(step, fault, &cfn).await {
+        return Outcome::NotApplicable;
+    }
     let props = s.props();
     let answers: Vec<(String, String)> = if fault == FaultKind::Duplicate {
         cfn.create_twice(s.twin(), S::LOGICAL, props.clone(), HELD / 3)
@@ -71,7 +72,7 @@ async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
         let a = cfn.create(S::LOGICAL, props.clone()).await;
         vec![(a.status, a.physical_id)]
     };
-    assert!(s.struck().await, "{step:?} × {fault:?} never struck");
+    assert!(s.struck(&cfn).await, "{step:?} × {fault:?} never struck");
     system_tests::faults::assert_calls_within(s.proxy(), S::IAM_ACTIONS);
     s.disarm().await;
     let statuses: BTreeSet<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
@@ -212,7 +213,7 @@ print(json.dumps(sorted([[r.get("FromPort"), r.get("CidrIpv4") or r.get("Referen
             .await
     }
 
-    async fn arm(&self, step: Step, fault: FaultKind) -> bool {
+    async fn arm(&self, step: Step, fault: FaultKind, _: &Player<'_>) -> bool {
         let (needle, skip) = match step {
             Step::Before => ("Action=DescribeSecurityGroupRules", 0),
             Step::During => ("Action=AuthorizeSecurityGroupIngress", 0),
@@ -227,7 +228,7 @@ print(json.dumps(sorted([[r.get("FromPort"), r.get("CidrIpv4") or r.get("Referen
         true
     }
 
-    async fn struck(&self) -> bool {
+    async fn struck(&self, _: &Player<'_>) -> bool {
         self.proxy.unfired() == 0
     }
 
@@ -319,7 +320,7 @@ print(json.dumps(out))
             .await
     }
 
-    async fn arm(&self, step: Step, fault: FaultKind) -> bool {
+    async fn arm(&self, step: Step, fault: FaultKind, _: &Player<'_>) -> bool {
         let cluster = &self.aws.seeded.access_cluster.name;
         let needle = match step {
             Step::Before => format!("GET /clusters/{cluster}/access-entries/"),
@@ -334,7 +335,7 @@ print(json.dumps(out))
         true
     }
 
-    async fn struck(&self) -> bool {
+    async fn struck(&self, _: &Player<'_>) -> bool {
         self.proxy.unfired() == 0
     }
 
@@ -367,6 +368,8 @@ enum Armed {
     Double,
     /// A crash, with the function's cold starts when it was armed.
     Crash(u32),
+    /// A failure of CloudFormation's ResponseURL.
+    Receiver,
 }
 
 impl Hopsworks {
@@ -486,7 +489,7 @@ print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe
         json!({"clusters": live, "ecr": ecr})
     }
 
-    async fn arm(&self, step: Step, fault: FaultKind) -> bool {
+    async fn arm(&self, step: Step, fault: FaultKind, _: &Player<'_>) -> bool {
         self.disarm().await;
         self.set_armed(Armed::Proxy(1));
         let seconds = |d: Duration| d.as_secs_f64();
@@ -546,12 +549,13 @@ print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe
         true
     }
 
-    async fn struck(&self) -> bool {
+    async fn struck(&self, _: &Player<'_>) -> bool {
         let armed = self.armed.lock().map(|a| *a).unwrap_or(Armed::Proxy(0));
         match armed {
             Armed::Proxy(times) => self.proxy.unfired() < times,
             Armed::Double => self.control.hopsworks_faults().await.is_empty(),
             Armed::Crash(before) => self.function.cold_starts() > before,
+            Armed::Receiver => false,
         }
     }
 
@@ -564,4 +568,205 @@ print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hopsworks_cluster_leaves_nothing_behind_whatever_fails_when() {
     run(&Hopsworks::start().await).await;
+}
+
+// ---- EksAccess through aws-auth --------------------------------------------------------------
+
+struct AwsAuth {
+    aws: AwsBench,
+    proxy: FaultProxy,
+    control: Control,
+    function: Arc<LambdaFunction>,
+    twin: LambdaFunction,
+    armed: std::sync::Mutex<Armed>,
+}
+
+impl AwsAuth {
+    async fn start() -> Self {
+        let aws = AwsBench::start().await;
+        let proxy = FaultProxy::start(aws.endpoint()).await;
+        let control = Control::new(&aws.seeded.control_endpoint);
+        let function = Arc::new(system_tests::eks_access_function(
+            &aws.seeded,
+            proxy.endpoint(),
+            FUNCTION_TIMEOUT,
+        ));
+        proxy.register_function(function.clone());
+        let twin =
+            system_tests::eks_access_function(&aws.seeded, proxy.endpoint(), FUNCTION_TIMEOUT);
+        Self {
+            aws,
+            proxy,
+            control,
+            function,
+            twin,
+            armed: std::sync::Mutex::new(Armed::Proxy(0)),
+        }
+    }
+
+    fn cluster(&self) -> &str {
+        &self.aws.seeded.cluster.name
+    }
+
+    fn set_armed(&self, armed: Armed) {
+        if let Ok(mut a) = self.armed.lock() {
+            *a = armed;
+        }
+    }
+
+    async fn kube_fault(&self, fault: Value) {
+        self.set_armed(Armed::Double);
+        self.control.fault(self.cluster(), fault).await;
+    }
+
+    /// Crash the function once aws-auth carries an owner annotation (the write is applied),
+    /// while its answer is held.
+    fn crash_once_written(&self) {
+        let (control, function) = (self.control.clone(), self.function.clone());
+        let cluster = self.cluster().to_owned();
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                let written = control.aws_auth(&cluster).await["metadata"]["annotations"]
+                    .as_object()
+                    .is_some_and(|a| a.keys().any(|k| k.starts_with("hopsworks.ai/")));
+                if written {
+                    function.crash();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+}
+
+impl Subject for AwsAuth {
+    const NAME: &'static str = "EksAccess (aws-auth)";
+    const TYPE: &'static str = "Custom::EksAccess";
+    const LOGICAL: &'static str = "EksAccess";
+    const STEPS: [(Step, &'static str); 3] = [
+        (Step::Before, "describing the cluster, reading aws-auth"),
+        (Step::During, "the aws-auth PUT"),
+        (Step::After, "the answer to CloudFormation"),
+    ];
+    const IAM_ACTIONS: &'static [&'static str] = eks_access::IAM_ACTIONS;
+
+    fn proxy(&self) -> &FaultProxy {
+        &self.proxy
+    }
+
+    fn function(&self) -> &LambdaFunction {
+        &self.function
+    }
+
+    fn twin(&self) -> &LambdaFunction {
+        &self.twin
+    }
+
+    /// demo-eks (CONFIG_MAP), Kubernetes calls made as the cluster's creator.
+    fn props(&self) -> Value {
+        let s = &self.aws.seeded;
+        json!({
+            "ClusterName": s.cluster.name,
+            "RoleArn": s.hopsworks.role_arn,
+            "KubernetesRoleArn": s.identities.creator.role_arn,
+        })
+    }
+
+    /// aws-auth as stored: its data, byte for byte, and its annotations.
+    async fn state(&self) -> Value {
+        let object = self.control.aws_auth(self.cluster()).await;
+        json!({"data": object["data"], "annotations": object["metadata"]["annotations"]})
+    }
+
+    async fn arm(&self, step: Step, fault: FaultKind, cfn: &Player<'_>) -> bool {
+        self.disarm().await;
+        let hung = HUNG.as_secs_f64();
+        let held = HELD.as_secs_f64();
+        let get = |spec: Value| {
+            let mut spec = spec;
+            spec["method"] = json!("GET");
+            spec["path_contains"] = json!("aws-auth");
+            spec
+        };
+        let put = |spec: Value| {
+            let mut spec = spec;
+            spec["method"] = json!("PUT");
+            spec["path_contains"] = json!("aws-auth");
+            spec
+        };
+        match (step, fault) {
+            (_, FaultKind::HandOver) => return false, // one invocation always
+            // Before: reading aws-auth; a crash strikes the DescribeCluster before it.
+            (Step::Before, FaultKind::Crash) => {
+                self.set_armed(Armed::Proxy(1));
+                self.proxy.inject("GET /clusters/", Fault::Crash, 1);
+            }
+            (Step::Before, FaultKind::Timeout) => {
+                self.kube_fault(get(json!({"kind": "delay", "seconds": hung})))
+                    .await;
+            }
+            (Step::Before, FaultKind::LostAnswer) => {
+                self.kube_fault(get(json!({"kind": "drop"}))).await;
+            }
+            (Step::Before, FaultKind::Duplicate) => {
+                self.kube_fault(get(json!({"kind": "delay", "seconds": held})))
+                    .await;
+            }
+            // During: the PUT is applied, its answer late, lost, or never read.
+            (Step::During, FaultKind::Timeout) => {
+                self.kube_fault(put(json!({"kind": "late", "seconds": hung})))
+                    .await;
+            }
+            (Step::During, FaultKind::LostAnswer) => {
+                self.kube_fault(put(json!({"kind": "drop"}))).await;
+            }
+            (Step::During, FaultKind::Duplicate) => {
+                self.kube_fault(put(json!({"kind": "late", "seconds": held})))
+                    .await;
+            }
+            (Step::During, FaultKind::Crash) => {
+                self.control
+                    .fault(self.cluster(), put(json!({"kind": "late", "seconds": 5})))
+                    .await;
+                self.set_armed(Armed::Crash(self.function.cold_starts()));
+                self.crash_once_written();
+            }
+            // After: the mapping is written; the answer to CloudFormation stalls or fails.
+            (Step::After, FaultKind::Timeout) => {
+                self.set_armed(Armed::Receiver);
+                cfn.receiver.stall_next(1);
+            }
+            (Step::After, FaultKind::LostAnswer) => {
+                // Every attempt of the first invocation: Lambda runs it again.
+                self.set_armed(Armed::Receiver);
+                cfn.receiver.fail_next(&[500; 12]);
+            }
+            (Step::After, FaultKind::Duplicate) => {
+                self.set_armed(Armed::Receiver);
+                cfn.receiver.stall_next(1);
+            }
+            (Step::After, FaultKind::Crash) => return false, // no call left to crash in
+        }
+        true
+    }
+
+    async fn struck(&self, cfn: &Player<'_>) -> bool {
+        let armed = self.armed.lock().map(|a| *a).unwrap_or(Armed::Proxy(0));
+        match armed {
+            Armed::Proxy(times) => self.proxy.unfired() < times,
+            Armed::Double => self.control.kube_faults(self.cluster()).await.is_empty(),
+            Armed::Crash(before) => self.function.cold_starts() > before,
+            Armed::Receiver => cfn.receiver.unfired() == 0,
+        }
+    }
+
+    async fn disarm(&self) {
+        self.proxy.clear();
+        self.control.clear_kube_faults(self.cluster()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eks_access_through_aws_auth_leaves_nothing_behind_whatever_fails_when() {
+    run(&AwsAuth::start().await).await;
 }
