@@ -262,7 +262,12 @@ async fn forward(
         // is what a client sees when the network fails after the request was applied.
         Some(Fault::DropAnswer) => std::panic::resume_unwind(Box::new("answer dropped")),
         Some(Fault::Crash) => {
-            let functions = up.shared.functions.lock().map(|f| f.clone()).unwrap_or_default();
+            let functions = up
+                .shared
+                .functions
+                .lock()
+                .map(|f| f.clone())
+                .unwrap_or_default();
             for function in functions {
                 function.crash();
             }

@@ -48,7 +48,9 @@ fn check_one(name: &str, spec: &Value, value: &Value) -> Result<(), String> {
     }
     if let Some(pattern) = spec["AllowedPattern"].as_str() {
         // CloudFormation's patterns are Java's, whose \w and \d are ASCII.
-        let ascii = pattern.replace(r"\w", "[A-Za-z0-9_]").replace(r"\d", "[0-9]");
+        let ascii = pattern
+            .replace(r"\w", "[A-Za-z0-9_]")
+            .replace(r"\d", "[0-9]");
         let whole = regex::Regex::new(&format!("^(?:{ascii})$"))
             .map_err(|e| format!("parameter {name}: AllowedPattern does not compile: {e}"))?;
         // A list's pattern applies to each of its items.

@@ -87,9 +87,15 @@ async fn a_recorded_id_is_answered_on_error_panic_and_timeout() {
     let function = probe(Duration::from_secs(4));
     let cfn = Player::new(&function, "Custom::Probe").await;
     for (case, props) in [
-        ("error", json!({"RecordId": "made-1", "FailWith": "it broke after the POST"})),
+        (
+            "error",
+            json!({"RecordId": "made-1", "FailWith": "it broke after the POST"}),
+        ),
         ("panic", json!({"RecordId": "made-1", "Panic": "true"})),
-        ("timeout", json!({"RecordId": "made-1", "SleepSeconds": "30"})),
+        (
+            "timeout",
+            json!({"RecordId": "made-1", "SleepSeconds": "30"}),
+        ),
     ] {
         let answer = cfn.create("Probe", props).await;
         assert_eq!(answer.status, "FAILED", "{case}");

@@ -86,7 +86,10 @@ fn owner_stack(value: &str) -> (&str, &str) {
 /// (name, uuid) of `arn:…:stack/<name>/<uuid>`; anything else is all name.
 fn stack_parts(stack_id: &str) -> (&str, &str) {
     let resource = stack_id.rsplit(':').next().unwrap_or(stack_id);
-    match resource.strip_prefix("stack/").and_then(|r| r.split_once('/')) {
+    match resource
+        .strip_prefix("stack/")
+        .and_then(|r| r.split_once('/'))
+    {
         Some((name, uuid)) => (name, uuid),
         None => (stack_id, ""),
     }
@@ -97,8 +100,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const STACK: &str =
-        "arn:aws:cloudformation:us-east-2:111122223333:stack/hops/6f5c4c80-ab12-11ef-9b1a-0a1b2c3d4e5f";
+    const STACK: &str = "arn:aws:cloudformation:us-east-2:111122223333:stack/hops/6f5c4c80-ab12-11ef-9b1a-0a1b2c3d4e5f";
 
     fn owner(stack_id: &str, logical_id: &str) -> Owner {
         Owner {

@@ -304,7 +304,10 @@ mod tests {
 
     #[test]
     fn attempts_fit_the_time_left() {
-        assert_eq!(attempt_budget(Duration::from_secs(60)), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(
+            attempt_budget(Duration::from_secs(60)),
+            Some(ATTEMPT_TIMEOUT)
+        );
         assert_eq!(
             attempt_budget(Duration::from_secs(8)),
             Some(Duration::from_secs(4))

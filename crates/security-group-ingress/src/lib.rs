@@ -231,7 +231,10 @@ impl SecurityGroupIngress {
             Some(id) => match id.strip_prefix(ID_PREFIX) {
                 Some(group_id) => group_id.to_owned(),
                 None => {
-                    tracing::info!(physical_id = id, "not an id this resource made: nothing to remove");
+                    tracing::info!(
+                        physical_id = id,
+                        "not an id this resource made: nothing to remove"
+                    );
                     return Ok(());
                 }
             },
