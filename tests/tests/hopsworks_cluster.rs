@@ -891,3 +891,25 @@ async fn instance_profiles_of_the_aws_cn_and_aws_us_gov_partitions_are_accepted(
         b.conclude(&cfn, &created, props).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_delete_that_cannot_read_the_key_for_now_tries_again_instead_of_leaving_the_cluster()
+ {
+    let b = bench(Duration::from_secs(20)).await;
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    // The Create's answer was lost: CloudFormation's rollback Delete carries the marker. Secrets
+    // Manager throttles the first reads past the SDK's own retries: the cluster must still go.
+    b.proxy.inject(
+        "secretsmanager.GetSecretValue",
+        system_tests::faults::Fault::Throttle,
+        4,
+    );
+    let lost = Answer {
+        physical_id: format!("{}{LOGICAL}:lost", custom_resource::FAILED_CREATE_PREFIX),
+        ..created
+    };
+    b.conclude(&cfn, &lost, b.props()).await;
+    assert_eq!(b.proxy.unfired(), 0, "the throttling never struck");
+}

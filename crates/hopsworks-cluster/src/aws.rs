@@ -3,30 +3,72 @@
 use custom_resource::aws::sdk_error_message;
 use hopsworks_ai::ApiKey;
 
+/// Why the API key could not be read: for good (the secret is missing or holds no key: a Create
+/// could not have made anything with it), or for now (throttling, a 5xx, a timeout: retry).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyError {
+    Permanent(String),
+    Transient(String),
+}
+
+impl KeyError {
+    pub fn message(&self) -> &str {
+        match self {
+            KeyError::Permanent(m) | KeyError::Transient(m) => m,
+        }
+    }
+}
+
+/// Secrets Manager's errors that a later try may not meet.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "InternalServiceError",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+];
+
 /// Read the API key from `secret_arn`. Errors name the secret, never its value.
 pub async fn api_key(
     secrets: &aws_sdk_secretsmanager::Client,
     secret_arn: &str,
-) -> Result<ApiKey, String> {
+) -> Result<ApiKey, KeyError> {
     let out = secrets
         .get_secret_value()
         .secret_id(secret_arn)
         .send()
         .await
         .map_err(|e| {
+            let transient = match e.as_service_error() {
+                Some(s) => s
+                    .meta()
+                    .code()
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c)),
+                None => true, // no answer from the service: timeout, connection, dispatch
+            };
             let why = match e.as_service_error() {
                 Some(s) if s.is_resource_not_found_exception() => {
                     "it does not exist (check ApiKeySecretArn and the stack's region)".to_owned()
                 }
                 _ => sdk_error_message(&e),
             };
-            format!("cannot read the Hopsworks.ai API key from secret {secret_arn}: {why}")
+            let message =
+                format!("cannot read the Hopsworks.ai API key from secret {secret_arn}: {why}");
+            if transient {
+                KeyError::Transient(message)
+            } else {
+                KeyError::Permanent(message)
+            }
         })?;
     let value = out.secret_string().ok_or_else(|| {
-        format!("secret {secret_arn} holds binary data; store the API key as a string")
+        KeyError::Permanent(format!(
+            "secret {secret_arn} holds binary data; store the API key as a string"
+        ))
     })?;
-    ApiKey::from_secret(value)
-        .map_err(|e| format!("secret {secret_arn} does not hold a Hopsworks.ai API key: {e}"))
+    ApiKey::from_secret(value).map_err(|e| {
+        KeyError::Permanent(format!(
+            "secret {secret_arn} does not hold a Hopsworks.ai API key: {e}"
+        ))
+    })
 }
 
 /// Delete every repository named `<cluster_id>/…` in `registry` (forced: with its images).

@@ -41,15 +41,26 @@ impl HopsworksCluster {
             }
             Err(e) => return Err(e.into()),
         };
-        let client = match self.client(&settings.secret_arn, ctx).await {
+        let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
+        let client = match self.client_or_why(&settings.secret_arn, ctx).await {
             Ok(client) => client,
-            Err(failure) if known.is_none() => {
-                tracing::warn!(reason = %failure.reason, "the failed Create could not read this key either: it made nothing");
+            // A secret that is missing or holds no key: the failed Create could not have used it.
+            Err(aws::KeyError::Permanent(why)) if known.is_none() => {
+                tracing::warn!(reason = %why, "the failed Create could not read this key either: it made nothing");
                 return Ok(Progress::Done(()));
             }
-            Err(failure) => return Err(failure),
+            // Throttled or slow: the Create may have made a cluster, so try again later rather
+            // than give up on it (or answer a success that leaves it running).
+            Err(aws::KeyError::Transient(why)) if SystemTime::now() < deadline => {
+                tracing::warn!(reason = %why, "the API key cannot be read now: trying again in a new invocation");
+                tokio::time::sleep(
+                    Duration::from_secs(settings.poll_seconds).min(ctx.remaining() / 2),
+                )
+                .await;
+                return Ok(Progress::Continue(state(Waiting::Start)));
+            }
+            Err(e) => return Err(Failure::new(e.message())),
         };
-        let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
         let doomed = match read_state(ctx)? {
             Some(Waiting::Gone { clusters }) => {
                 return self

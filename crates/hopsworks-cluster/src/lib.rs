@@ -106,21 +106,32 @@ pub struct HopsworksCluster {
 
 impl HopsworksCluster {
     async fn client(&self, secret_arn: &str, ctx: &Context) -> Result<Client, Failure> {
+        self.client_or_why(secret_arn, ctx)
+            .await
+            .map_err(|e| Failure::new(e.message()))
+    }
+
+    /// The client, or why the key could not be read (a Delete tells a missing key from a slow
+    /// one).
+    async fn client_or_why(
+        &self,
+        secret_arn: &str,
+        ctx: &Context,
+    ) -> Result<Client, aws::KeyError> {
         ctx.step(format!(
             "reading the Hopsworks.ai API key from {secret_arn}"
         ));
         let key = tokio::time::timeout(call_budget(ctx), aws::api_key(&self.secrets, secret_arn))
             .await
             .map_err(|_| {
-                Failure::new(format!(
+                aws::KeyError::Transient(format!(
                     "Secrets Manager did not answer in time when reading the Hopsworks.ai API key \
                      from {secret_arn}; retry the stack operation"
                 ))
-            })?
-            .map_err(Failure::new)?;
+            })??;
         Client::new(&self.api_url, key, self.retry.clone())
             .map(|c| c.with_key_source(format!("secret {secret_arn}")))
-            .map_err(Failure::from)
+            .map_err(|e| aws::KeyError::Permanent(Failure::from(e).reason))
     }
 
     async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
