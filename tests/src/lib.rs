@@ -132,18 +132,27 @@ pub fn hopsworks_cluster_function(
     proxy: &faults::FaultProxy,
     timeout: std::time::Duration,
 ) -> std::sync::Arc<lambda::LambdaFunction> {
+    let f = std::sync::Arc::new(hopsworks_cluster_lambda(seeded, proxy, timeout));
+    proxy.register_function(f.clone());
+    f
+}
+
+/// The same function, not registered (a second execution environment of it, say).
+pub fn hopsworks_cluster_lambda(
+    seeded: &aws::Seeded,
+    proxy: &faults::FaultProxy,
+    timeout: std::time::Duration,
+) -> lambda::LambdaFunction {
     let env = [
         ("AWS_ENDPOINT_URL", proxy.endpoint()),
         ("HOPSWORKS_API_URL", seeded.hopsworks_ai.api_url.as_str()),
     ];
-    let f = std::sync::Arc::new(function(
+    function(
         "hopsworks-eks-HopsworksCluster",
         "hopsworks-cluster",
         timeout,
         &env,
-    ));
-    proxy.register_function(f.clone());
-    f
+    )
 }
 
 /// The `SecurityGroupIngress` function, its AWS calls sent to `endpoint`.

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use system_tests::aws::AwsBench;
@@ -34,12 +35,7 @@ trait Subject {
     /// What the function's role grants: every call in every cell must be among them.
     const IAM_ACTIONS: &'static [&'static str];
 
-    /// The proxy every AWS call of the function goes through.
-    fn proxy(&self) -> &FaultProxy;
-
-    fn function(&self) -> &LambdaFunction;
-    /// A second execution environment of the same function, for duplicate deliveries.
-    fn twin(&self) -> &LambdaFunction;
+    fn env(&self) -> &Env;
     fn props(&self) -> Value;
     /// What a Create may change and a Delete must give back.
     async fn state(&self) -> Value;
@@ -47,23 +43,29 @@ trait Subject {
     /// false when it cannot happen there (no such call).
     async fn arm(&self, step: Step, fault: FaultKind, cfn: &Player<'_>) -> bool;
     /// Whether the armed fault struck (a cell whose fault never fired proves nothing).
-    async fn struck(&self, cfn: &Player<'_>) -> bool;
+    async fn struck(&self, cfn: &Player<'_>) -> bool {
+        self.env().struck(cfn, async { false }).await
+    }
+
     /// Remove what is still armed.
-    async fn disarm(&self);
+    async fn disarm(&self) {
+        self.env().proxy.clear();
+    }
 }
 
 /// One cell: arm, Create (twice at once for a duplicate), then CloudFormation's Delete of every
 /// id it was answered, and compare the account with how it was.
 async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
     let before = s.state().await;
-    let mut cfn = Player::new(s.function(), S::TYPE).await;
+    let env = s.env();
+    let mut cfn = Player::new(&env.function, S::TYPE).await;
     cfn.answer_timeout = Duration::from_secs(60);
     if !s.arm(step, fault, &cfn).await {
         return Outcome::NotApplicable;
     }
     let props = s.props();
     let answers: Vec<(String, String)> = if fault == FaultKind::Duplicate {
-        cfn.create_twice(s.twin(), S::LOGICAL, props.clone(), HELD / 3)
+        cfn.create_twice(&env.twin, S::LOGICAL, props.clone(), HELD / 3)
             .await
             .into_iter()
             .map(|(status, id, _)| (status, id))
@@ -73,7 +75,7 @@ async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
         vec![(a.status, a.physical_id)]
     };
     assert!(s.struck(&cfn).await, "{step:?} × {fault:?} never struck");
-    system_tests::faults::assert_calls_within(s.proxy(), S::IAM_ACTIONS);
+    system_tests::faults::assert_calls_within(&env.proxy, S::IAM_ACTIONS);
     s.disarm().await;
     let statuses: BTreeSet<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
     let ids: BTreeSet<&str> = answers.iter().map(|(_, id)| id.as_str()).collect();
@@ -85,7 +87,7 @@ async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
             deleted.reason
         );
     }
-    system_tests::faults::assert_calls_within(s.proxy(), S::IAM_ACTIONS);
+    system_tests::faults::assert_calls_within(&env.proxy, S::IAM_ACTIONS);
     let mut answer = statuses.into_iter().collect::<Vec<_>>().join("/");
     if answers.len() > 1 {
         answer.push_str(if ids.len() == 1 {
@@ -139,31 +141,114 @@ fn proxy_fault(fault: FaultKind) -> Option<Fault> {
     }
 }
 
-// ---- SecurityGroupIngress ----------------------------------------------------------------
-
-struct Ingress {
-    aws: AwsBench,
-    proxy: FaultProxy,
-    function: Arc<LambdaFunction>,
-    twin: LambdaFunction,
+/// Where an armed fault lives, to tell whether it struck.
+#[derive(Debug, Clone, Copy)]
+enum Armed {
+    /// This many faults injected into the proxy.
+    Proxy(usize),
+    /// A fault of a double (the Kubernetes API, Hopsworks.ai).
+    Double,
+    /// A crash, with the function's cold starts when it was armed.
+    Crash(u32),
+    /// A failure of CloudFormation's ResponseURL.
+    Receiver,
 }
 
-impl Ingress {
-    async fn start() -> Self {
+/// One resource's bench: moto behind the proxy, the control API of the doubles, the function,
+/// a second execution environment of it (duplicate deliveries), and the armed fault.
+struct Env {
+    aws: AwsBench,
+    proxy: FaultProxy,
+    control: Control,
+    function: Arc<LambdaFunction>,
+    twin: Arc<LambdaFunction>,
+    armed: std::sync::Mutex<Armed>,
+}
+
+impl Env {
+    /// `make` builds the function on the bench; Lambda's Invoke (a hand-over) and the proxy's
+    /// crashes reach `function`, registered last.
+    async fn start(make: impl Fn(&AwsBench, &FaultProxy) -> LambdaFunction) -> Self {
         let aws = AwsBench::start().await;
         let proxy = FaultProxy::start(aws.endpoint()).await;
-        let function = Arc::new(system_tests::ingress_function(
-            proxy.endpoint(),
-            FUNCTION_TIMEOUT,
-        ));
+        let control = Control::new(&aws.seeded.control_endpoint);
+        let twin = Arc::new(make(&aws, &proxy));
+        let function = Arc::new(make(&aws, &proxy));
         proxy.register_function(function.clone());
-        let twin = system_tests::ingress_function(proxy.endpoint(), FUNCTION_TIMEOUT);
         Self {
             aws,
             proxy,
+            control,
             function,
             twin,
+            armed: std::sync::Mutex::new(Armed::Proxy(0)),
         }
+    }
+
+    /// The EksAccess function's bench (both of its subjects).
+    async fn eks_access() -> Self {
+        Self::start(|aws, proxy| {
+            system_tests::eks_access_function(&aws.seeded, proxy.endpoint(), FUNCTION_TIMEOUT)
+        })
+        .await
+    }
+
+    fn arm(&self, armed: Armed) {
+        if let Ok(mut a) = self.armed.lock() {
+            *a = armed;
+        }
+    }
+
+    /// Arm a proxy fault at the first call containing `needle` once `skip` went through.
+    fn arm_proxy(&self, needle: &str, skip: usize, fault: Fault) {
+        self.arm(Armed::Proxy(1));
+        self.proxy.inject_after(needle, skip, fault, 1);
+    }
+
+    /// Whether the armed fault struck; `double_clear` is whether the double has no fault left.
+    async fn struck(&self, cfn: &Player<'_>, double_clear: impl Future<Output = bool>) -> bool {
+        match self.armed.lock().map(|a| *a).unwrap_or(Armed::Proxy(0)) {
+            Armed::Proxy(times) => self.proxy.unfired() < times,
+            Armed::Double => double_clear.await,
+            Armed::Crash(before) => self.function.cold_starts() > before,
+            Armed::Receiver => cfn.receiver.unfired() == 0,
+        }
+    }
+
+    /// Crash the function (`after` a pause) once `ready` says the side effect happened: a
+    /// watcher beside the Create, since the doubles cannot reach the function's process.
+    fn crash_when<F, Fut>(&self, after: Duration, ready: F)
+    where
+        F: Fn(Control) -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
+        self.arm(Armed::Crash(self.function.cold_starts()));
+        let (control, function) = (self.control.clone(), self.function.clone());
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                if ready(control.clone()).await {
+                    tokio::time::sleep(after).await;
+                    function.crash();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+}
+
+// ---- SecurityGroupIngress ----------------------------------------------------------------
+
+struct Ingress(Env);
+
+impl Ingress {
+    async fn start() -> Self {
+        Self(
+            Env::start(|_, proxy| {
+                system_tests::ingress_function(proxy.endpoint(), FUNCTION_TIMEOUT)
+            })
+            .await,
+        )
     }
 }
 
@@ -178,29 +263,21 @@ impl Subject for Ingress {
     ];
     const IAM_ACTIONS: &'static [&'static str] = security_group_ingress::IAM_ACTIONS;
 
-    fn proxy(&self) -> &FaultProxy {
-        &self.proxy
-    }
-
-    fn function(&self) -> &LambdaFunction {
-        &self.function
-    }
-
-    fn twin(&self) -> &LambdaFunction {
-        &self.twin
+    fn env(&self) -> &Env {
+        &self.0
     }
 
     fn props(&self) -> Value {
         json!({
-            "GroupId": self.aws.seeded.cluster.cluster_security_group_id,
-            "SourceCidr": self.aws.seeded.cluster.vpc_cidr,
+            "GroupId": self.0.aws.seeded.cluster.cluster_security_group_id,
+            "SourceCidr": self.0.aws.seeded.cluster.vpc_cidr,
         })
     }
 
     /// The group's ingress rules: (port, source, tags).
     async fn state(&self) -> Value {
-        let group = &self.aws.seeded.cluster.cluster_security_group_id;
-        self.aws
+        let group = &self.0.aws.seeded.cluster.cluster_security_group_id;
+        self.0.aws
             .query(&format!(
                 r#"
 import boto3, json, os
@@ -223,17 +300,9 @@ print(json.dumps(sorted([[r.get("FromPort"), r.get("CidrIpv4") or r.get("Referen
         let Some(fault) = proxy_fault(fault) else {
             return false;
         };
-        self.proxy.clear();
-        self.proxy.inject_after(needle, skip, fault, 1);
+        self.0.proxy.clear();
+        self.0.arm_proxy(needle, skip, fault);
         true
-    }
-
-    async fn struck(&self, _: &Player<'_>) -> bool {
-        self.proxy.unfired() == 0
-    }
-
-    async fn disarm(&self) {
-        self.proxy.clear();
     }
 }
 
@@ -244,31 +313,11 @@ async fn security_group_ingress_leaves_nothing_behind_whatever_fails_when() {
 
 // ---- EksAccess through access entries ------------------------------------------------------
 
-struct AccessEntries {
-    aws: AwsBench,
-    proxy: FaultProxy,
-    function: Arc<LambdaFunction>,
-    twin: LambdaFunction,
-}
+struct AccessEntries(Env);
 
 impl AccessEntries {
     async fn start() -> Self {
-        let aws = AwsBench::start().await;
-        let proxy = FaultProxy::start(aws.endpoint()).await;
-        let function = Arc::new(system_tests::eks_access_function(
-            &aws.seeded,
-            proxy.endpoint(),
-            FUNCTION_TIMEOUT,
-        ));
-        proxy.register_function(function.clone());
-        let twin =
-            system_tests::eks_access_function(&aws.seeded, proxy.endpoint(), FUNCTION_TIMEOUT);
-        Self {
-            aws,
-            proxy,
-            function,
-            twin,
-        }
+        Self(Env::eks_access().await)
     }
 }
 
@@ -283,27 +332,19 @@ impl Subject for AccessEntries {
     ];
     const IAM_ACTIONS: &'static [&'static str] = eks_access::IAM_ACTIONS;
 
-    fn proxy(&self) -> &FaultProxy {
-        &self.proxy
-    }
-
-    fn function(&self) -> &LambdaFunction {
-        &self.function
-    }
-
-    fn twin(&self) -> &LambdaFunction {
-        &self.twin
+    fn env(&self) -> &Env {
+        &self.0
     }
 
     fn props(&self) -> Value {
-        let s = &self.aws.seeded;
+        let s = &self.0.aws.seeded;
         json!({"ClusterName": s.access_cluster.name, "RoleArn": s.hopsworks.role_arn})
     }
 
     /// Every access entry of the cluster, with its tags and associated policies.
     async fn state(&self) -> Value {
-        let cluster = &self.aws.seeded.access_cluster.name;
-        self.aws
+        let cluster = &self.0.aws.seeded.access_cluster.name;
+        self.0.aws
             .query(&format!(
                 r#"
 import boto3, json, os
@@ -321,7 +362,7 @@ print(json.dumps(out))
     }
 
     async fn arm(&self, step: Step, fault: FaultKind, _: &Player<'_>) -> bool {
-        let cluster = &self.aws.seeded.access_cluster.name;
+        let cluster = &self.0.aws.seeded.access_cluster.name;
         let needle = match step {
             Step::Before => format!("GET /clusters/{cluster}/access-entries/"),
             Step::During => format!("POST /clusters/{cluster}/access-entries - "),
@@ -330,17 +371,9 @@ print(json.dumps(out))
         let Some(fault) = proxy_fault(fault) else {
             return false;
         };
-        self.proxy.clear();
-        self.proxy.inject(&needle, fault, 1);
+        self.0.proxy.clear();
+        self.0.arm_proxy(&needle, 0, fault);
         true
-    }
-
-    async fn struck(&self, _: &Player<'_>) -> bool {
-        self.proxy.unfired() == 0
-    }
-
-    async fn disarm(&self) {
-        self.proxy.clear();
     }
 }
 
@@ -351,80 +384,35 @@ async fn eks_access_entries_leave_nothing_behind_whatever_fails_when() {
 
 // ---- HopsworksCluster ----------------------------------------------------------------------
 
-struct Hopsworks {
-    aws: AwsBench,
-    proxy: FaultProxy,
-    control: Control,
-    function: Arc<LambdaFunction>,
-    twin: Arc<LambdaFunction>,
-    /// Where the armed fault lives, to tell whether it struck.
-    armed: std::sync::Mutex<Armed>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Armed {
-    /// This many faults injected into the proxy.
-    Proxy(usize),
-    Double,
-    /// A crash, with the function's cold starts when it was armed.
-    Crash(u32),
-    /// A failure of CloudFormation's ResponseURL.
-    Receiver,
-}
+struct Hopsworks(Env);
 
 impl Hopsworks {
     async fn start() -> Self {
-        let aws = AwsBench::start().await;
-        let proxy = FaultProxy::start(aws.endpoint()).await;
-        let control = Control::new(&aws.seeded.control_endpoint);
+        let env = Env::start(|aws, proxy| {
+            system_tests::hopsworks_cluster_lambda(&aws.seeded, proxy, FUNCTION_TIMEOUT)
+        })
+        .await;
         // Two states a poll each way: a create waits long enough to hand over at least once.
-        control
+        env.control
             .hopsworks_behaviour(json!({"polls_per_state": 2, "leave_ecr_repos": true}))
             .await;
-        // The twin first: Lambda's Invoke (the hand-over) goes to the one registered last.
-        let twin = system_tests::hopsworks_cluster_function(&aws.seeded, &proxy, FUNCTION_TIMEOUT);
-        let function =
-            system_tests::hopsworks_cluster_function(&aws.seeded, &proxy, FUNCTION_TIMEOUT);
-        Self {
-            aws,
-            proxy,
-            control,
-            function,
-            twin,
-            armed: std::sync::Mutex::new(Armed::Proxy(0)),
-        }
+        Self(env)
     }
 
-    fn set_armed(&self, armed: Armed) {
-        if let Ok(mut a) = self.armed.lock() {
-            *a = armed;
-        }
-    }
-
-    /// Crash the function once the double holds a live cluster, `after` that, as a watcher
-    /// beside the Create (the double cannot reach the function's process itself).
+    /// Crash the function `after` the double holds a live cluster (the POST was applied).
     fn crash_once_a_cluster_exists(&self, after: Duration) {
-        let (control, function) = (self.control.clone(), self.function.clone());
-        tokio::spawn(async move {
-            for _ in 0..600 {
-                let live = control
-                    .hopsworks_clusters()
-                    .await
-                    .into_iter()
-                    .any(|c| c["state"] != "terminated");
-                if live {
-                    tokio::time::sleep(after).await;
-                    function.crash();
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        self.0.crash_when(after, |control| async move {
+            control
+                .hopsworks_clusters()
+                .await
+                .into_iter()
+                .any(|c| c["state"] != "terminated")
         });
     }
 
     async fn double_fault(&self, fault: Value) {
-        self.set_armed(Armed::Double);
-        self.control.hopsworks_fault(fault).await;
+        self.0.arm(Armed::Double);
+        self.0.control.hopsworks_fault(fault).await;
     }
 }
 
@@ -439,20 +427,12 @@ impl Subject for Hopsworks {
     ];
     const IAM_ACTIONS: &'static [&'static str] = hopsworks_cluster::IAM_ACTIONS;
 
-    fn proxy(&self) -> &FaultProxy {
-        &self.proxy
-    }
-
-    fn function(&self) -> &LambdaFunction {
-        &self.function
-    }
-
-    fn twin(&self) -> &LambdaFunction {
-        &self.twin
+    fn env(&self) -> &Env {
+        &self.0
     }
 
     fn props(&self) -> Value {
-        let s = &self.aws.seeded;
+        let s = &self.0.aws.seeded;
         json!({
             "ApiKeySecretArn": s.hopsworks_ai.secret_arn,
             "ClusterName": "fs-demo",
@@ -469,6 +449,7 @@ impl Subject for Hopsworks {
     /// The live Hopsworks clusters and the account's ECR repositories.
     async fn state(&self) -> Value {
         let live: Vec<Value> = self
+            .0
             .control
             .hopsworks_clusters()
             .await
@@ -477,6 +458,7 @@ impl Subject for Hopsworks {
             .map(|c| json!([c["name"], c["id"], c["state"]]))
             .collect();
         let ecr = self
+            .0
             .aws
             .query(
                 r#"
@@ -491,7 +473,6 @@ print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe
 
     async fn arm(&self, step: Step, fault: FaultKind, _: &Player<'_>) -> bool {
         self.disarm().await;
-        self.set_armed(Armed::Proxy(1));
         let seconds = |d: Duration| d.as_secs_f64();
         match (step, fault) {
             // Before anything: the secret, through the proxy.
@@ -500,17 +481,17 @@ print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe
                 let Some(fault) = proxy_fault(fault) else {
                     return false;
                 };
-                self.proxy.inject("secretsmanager.GetSecretValue", fault, 1);
+                self.0.arm_proxy("secretsmanager.GetSecretValue", 0, fault);
             }
             // The POST that makes the cluster: applied, then its answer is late or lost.
             (Step::During, FaultKind::HandOver) => return false,
             (Step::During, FaultKind::Crash) => {
-                self.control
+                self.0
+                    .control
                     .hopsworks_fault(
                         json!({"kind": "delay", "seconds": 5, "after": true, "method": "POST"}),
                     )
                     .await;
-                self.set_armed(Armed::Crash(self.function.cold_starts()));
                 self.crash_once_a_cluster_exists(Duration::from_millis(500));
             }
             (Step::During, fault) => {
@@ -527,12 +508,12 @@ print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe
             // Waiting: the first poll, the hand-over, or a crash between polls.
             (Step::After, FaultKind::HandOver) => {
                 // Every try of the SDK's retries fails: the hand-over fails.
-                self.set_armed(Armed::Proxy(20));
-                self.proxy
+                self.0.arm(Armed::Proxy(20));
+                self.0
+                    .proxy
                     .inject("/2015-03-31/functions/", Fault::ServerError, 20);
             }
             (Step::After, FaultKind::Crash) => {
-                self.set_armed(Armed::Crash(self.function.cold_starts()));
                 self.crash_once_a_cluster_exists(Duration::from_millis(1500));
             }
             (Step::After, fault) => {
@@ -549,19 +530,14 @@ print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe
         true
     }
 
-    async fn struck(&self, _: &Player<'_>) -> bool {
-        let armed = self.armed.lock().map(|a| *a).unwrap_or(Armed::Proxy(0));
-        match armed {
-            Armed::Proxy(times) => self.proxy.unfired() < times,
-            Armed::Double => self.control.hopsworks_faults().await.is_empty(),
-            Armed::Crash(before) => self.function.cold_starts() > before,
-            Armed::Receiver => false,
-        }
+    async fn struck(&self, cfn: &Player<'_>) -> bool {
+        let double = async { self.0.control.hopsworks_faults().await.is_empty() };
+        self.0.struck(cfn, double).await
     }
 
     async fn disarm(&self) {
-        self.proxy.clear();
-        self.control.clear_hopsworks_faults().await;
+        self.0.proxy.clear();
+        self.0.control.clear_hopsworks_faults().await;
     }
 }
 
@@ -572,68 +548,32 @@ async fn hopsworks_cluster_leaves_nothing_behind_whatever_fails_when() {
 
 // ---- EksAccess through aws-auth --------------------------------------------------------------
 
-struct AwsAuth {
-    aws: AwsBench,
-    proxy: FaultProxy,
-    control: Control,
-    function: Arc<LambdaFunction>,
-    twin: LambdaFunction,
-    armed: std::sync::Mutex<Armed>,
-}
+struct AwsAuth(Env);
 
 impl AwsAuth {
     async fn start() -> Self {
-        let aws = AwsBench::start().await;
-        let proxy = FaultProxy::start(aws.endpoint()).await;
-        let control = Control::new(&aws.seeded.control_endpoint);
-        let function = Arc::new(system_tests::eks_access_function(
-            &aws.seeded,
-            proxy.endpoint(),
-            FUNCTION_TIMEOUT,
-        ));
-        proxy.register_function(function.clone());
-        let twin =
-            system_tests::eks_access_function(&aws.seeded, proxy.endpoint(), FUNCTION_TIMEOUT);
-        Self {
-            aws,
-            proxy,
-            control,
-            function,
-            twin,
-            armed: std::sync::Mutex::new(Armed::Proxy(0)),
-        }
+        Self(Env::eks_access().await)
     }
 
     fn cluster(&self) -> &str {
-        &self.aws.seeded.cluster.name
-    }
-
-    fn set_armed(&self, armed: Armed) {
-        if let Ok(mut a) = self.armed.lock() {
-            *a = armed;
-        }
+        &self.0.aws.seeded.cluster.name
     }
 
     async fn kube_fault(&self, fault: Value) {
-        self.set_armed(Armed::Double);
-        self.control.fault(self.cluster(), fault).await;
+        self.0.arm(Armed::Double);
+        self.0.control.fault(self.cluster(), fault).await;
     }
 
     /// Crash the function once aws-auth carries an owner annotation (the write is applied),
     /// while its answer is held.
     fn crash_once_written(&self) {
-        let (control, function) = (self.control.clone(), self.function.clone());
         let cluster = self.cluster().to_owned();
-        tokio::spawn(async move {
-            for _ in 0..600 {
-                let written = control.aws_auth(&cluster).await["metadata"]["annotations"]
+        self.0.crash_when(Duration::ZERO, move |control| {
+            let cluster = cluster.clone();
+            async move {
+                control.aws_auth(&cluster).await["metadata"]["annotations"]
                     .as_object()
-                    .is_some_and(|a| a.keys().any(|k| k.starts_with("hopsworks.ai/")));
-                if written {
-                    function.crash();
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                    .is_some_and(|a| a.keys().any(|k| k.starts_with("hopsworks.ai/")))
             }
         });
     }
@@ -650,21 +590,13 @@ impl Subject for AwsAuth {
     ];
     const IAM_ACTIONS: &'static [&'static str] = eks_access::IAM_ACTIONS;
 
-    fn proxy(&self) -> &FaultProxy {
-        &self.proxy
-    }
-
-    fn function(&self) -> &LambdaFunction {
-        &self.function
-    }
-
-    fn twin(&self) -> &LambdaFunction {
-        &self.twin
+    fn env(&self) -> &Env {
+        &self.0
     }
 
     /// demo-eks (CONFIG_MAP), Kubernetes calls made as the cluster's creator.
     fn props(&self) -> Value {
-        let s = &self.aws.seeded;
+        let s = &self.0.aws.seeded;
         json!({
             "ClusterName": s.cluster.name,
             "RoleArn": s.hopsworks.role_arn,
@@ -674,7 +606,7 @@ impl Subject for AwsAuth {
 
     /// aws-auth as stored: its data, byte for byte, and its annotations.
     async fn state(&self) -> Value {
-        let object = self.control.aws_auth(self.cluster()).await;
+        let object = self.0.control.aws_auth(self.cluster()).await;
         json!({"data": object["data"], "annotations": object["metadata"]["annotations"]})
     }
 
@@ -698,8 +630,7 @@ impl Subject for AwsAuth {
             (_, FaultKind::HandOver) => return false, // one invocation always
             // Before: reading aws-auth; a crash strikes the DescribeCluster before it.
             (Step::Before, FaultKind::Crash) => {
-                self.set_armed(Armed::Proxy(1));
-                self.proxy.inject("GET /clusters/", Fault::Crash, 1);
+                self.0.arm_proxy("GET /clusters/", 0, Fault::Crash);
             }
             (Step::Before, FaultKind::Timeout) => {
                 self.kube_fault(get(json!({"kind": "delay", "seconds": hung})))
@@ -725,24 +656,24 @@ impl Subject for AwsAuth {
                     .await;
             }
             (Step::During, FaultKind::Crash) => {
-                self.control
+                self.0
+                    .control
                     .fault(self.cluster(), put(json!({"kind": "late", "seconds": 5})))
                     .await;
-                self.set_armed(Armed::Crash(self.function.cold_starts()));
                 self.crash_once_written();
             }
             // After: the mapping is written; the answer to CloudFormation stalls or fails.
             (Step::After, FaultKind::Timeout) => {
-                self.set_armed(Armed::Receiver);
+                self.0.arm(Armed::Receiver);
                 cfn.receiver.stall_next(1);
             }
             (Step::After, FaultKind::LostAnswer) => {
                 // Every attempt of the first invocation: Lambda runs it again.
-                self.set_armed(Armed::Receiver);
+                self.0.arm(Armed::Receiver);
                 cfn.receiver.fail_next(&[500; 12]);
             }
             (Step::After, FaultKind::Duplicate) => {
-                self.set_armed(Armed::Receiver);
+                self.0.arm(Armed::Receiver);
                 cfn.receiver.stall_next(1);
             }
             (Step::After, FaultKind::Crash) => return false, // no call left to crash in
@@ -751,18 +682,13 @@ impl Subject for AwsAuth {
     }
 
     async fn struck(&self, cfn: &Player<'_>) -> bool {
-        let armed = self.armed.lock().map(|a| *a).unwrap_or(Armed::Proxy(0));
-        match armed {
-            Armed::Proxy(times) => self.proxy.unfired() < times,
-            Armed::Double => self.control.kube_faults(self.cluster()).await.is_empty(),
-            Armed::Crash(before) => self.function.cold_starts() > before,
-            Armed::Receiver => cfn.receiver.unfired() == 0,
-        }
+        let double = async { self.0.control.kube_faults(self.cluster()).await.is_empty() };
+        self.0.struck(cfn, double).await
     }
 
     async fn disarm(&self) {
-        self.proxy.clear();
-        self.control.clear_kube_faults(self.cluster()).await;
+        self.0.proxy.clear();
+        self.0.control.clear_kube_faults(self.cluster()).await;
     }
 }
 
