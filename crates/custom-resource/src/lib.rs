@@ -15,7 +15,7 @@ mod response;
 mod sender;
 
 pub use dispatch::{FAILED_CREATE_PREFIX, NoReinvoke, Reinvoke, handle};
-pub use lifecycle::{Context, Continued, CustomResource, Failure, Outcome, Progress};
+pub use lifecycle::{Context, Continued, CustomResource, Failure, Outcome, Progress, error_chain};
 pub use owner::{OWNER_TAG, Owner, stack_name};
 pub use properties::{Properties, PropertyEnum, PropertyError};
 pub use request::{Action, CONTINUATION_KEY, Envelope, Reply, Request, ResponseUrl};

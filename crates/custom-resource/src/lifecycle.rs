@@ -100,21 +100,27 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Any error becomes a Failure whose reason is its message and its sources', joined by ": ".
+/// Any error becomes a Failure whose reason is its [`error_chain`].
 impl<E: std::error::Error> From<E> for Failure {
     fn from(err: E) -> Self {
-        let mut reason = err.to_string();
-        let mut source = err.source();
-        while let Some(e) = source {
-            let text = e.to_string();
-            if !reason.contains(&text) {
-                reason.push_str(": ");
-                reason.push_str(&text);
-            }
-            source = e.source();
-        }
-        Self::new(reason)
+        Self::new(error_chain(&err))
     }
+}
+
+/// An error's message and its sources', joined by ": "; a source whose message the text already
+/// holds (an error that prints its source too) is not repeated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// What a handler can tell the framework while it works, the time it has left, and where an

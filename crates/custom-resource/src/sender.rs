@@ -1,5 +1,6 @@
 //! The response PUT to the pre-signed URL.
 
+use crate::lifecycle::error_chain;
 use crate::request::Reply;
 use crate::response::{Rendered, Status};
 use std::time::Duration;
@@ -152,17 +153,6 @@ impl Sender {
             last_error,
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 impl Status {

@@ -199,7 +199,7 @@ impl AwsAuth {
                         CallError::Late(after) => {
                             format!("no answer within {:.1} s", after.as_secs_f64())
                         }
-                        CallError::Kube(e) => error_chain(e),
+                        CallError::Kube(e) => custom_resource::error_chain(e),
                     };
                     tracing::warn!(attempt, %why, "the answer to the write of aws-auth was lost; reading it back");
                     unanswered = Some(summary);
@@ -306,22 +306,8 @@ impl AwsAuth {
             other => AccessError::Unreachable {
                 cluster: self.cluster.clone(),
                 endpoint: self.endpoint.clone(),
-                message: error_chain(&other),
+                message: custom_resource::error_chain(&other),
             },
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
 }
