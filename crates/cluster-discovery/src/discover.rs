@@ -1,11 +1,11 @@
 //! The AWS calls: four in all, two at a time.
 
-use crate::arn::{Arn, role_arn_without_path};
 use crate::error::DiscoveryError;
 use crate::input::Input;
 use aws_sdk_ec2::types::{Filter, RouteTable};
 use aws_sdk_eks::error::ProvideErrorMetadata;
 use aws_sdk_eks::types::Cluster;
+use custom_resource::arn::{Arn, role_arn_without_path};
 use std::collections::BTreeMap;
 
 /// Everything the rest of the stack needs to know about the cluster and the Hopsworks role.

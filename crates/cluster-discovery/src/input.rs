@@ -1,8 +1,8 @@
 //! The resource's properties, validated before anything is called.
 
-use crate::arn::{Arn, is_eks_cluster_name, is_iam_name};
 use crate::error::DiscoveryError;
 use custom_resource::Properties;
+use custom_resource::arn::{Arn, is_eks_cluster_name, is_iam_name};
 
 pub const CLUSTER_NAME: &str = "ClusterName";
 pub const INSTANCE_PROFILE: &str = "InstanceProfile";

@@ -1,12 +1,11 @@
 //! The `ClusterDiscovery` custom resource: read-only look-up of an EKS cluster's network and of the
 //! role behind the Hopsworks instance profile, for the rest of the stack to use with `Fn::GetAtt`.
 
-mod arn;
 mod discover;
 mod error;
 mod input;
 
-pub use arn::{Arn, role_arn_without_path};
+pub use custom_resource::arn::{Arn, role_arn_without_path};
 pub use discover::{Clients, Discovered};
 pub use error::DiscoveryError;
 pub use input::{CLUSTER_NAME, INSTANCE_PROFILE, Input};

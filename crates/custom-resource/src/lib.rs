@@ -4,6 +4,7 @@
 //! Lambda runtime and guarantees one response per request, whatever happens: success, error,
 //! panic, or a deadline that is about to pass. See `dispatch` for how.
 
+pub mod arn;
 pub mod aws;
 mod dispatch;
 mod lifecycle;

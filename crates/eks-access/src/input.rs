@@ -53,35 +53,12 @@ impl RoleArn {
             property: property.to_owned(),
             given: given.to_owned(),
         };
-        let mut parts = given.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(invalid());
-        };
-        let name = resource
-            .strip_prefix("role/")
-            .and_then(|path_and_name| path_and_name.rsplit('/').next())
-            .ok_or_else(invalid)?;
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-        let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-        if !partition.starts_with("aws") || !valid_name || !valid_account {
-            return Err(invalid());
-        }
+        let role = custom_resource::arn::RoleArn::parse(given).ok_or_else(invalid)?;
         Ok(Self {
             given: given.to_owned(),
-            canonical: format!("arn:{partition}:iam::{account}:role/{name}"),
-            account: account.to_owned(),
-            partition: partition.to_owned(),
+            canonical: role.without_path(),
+            account: role.account.to_owned(),
+            partition: role.partition.to_owned(),
         })
     }
 
@@ -105,12 +82,7 @@ pub struct Input {
 impl Input {
     pub fn parse(p: &Properties) -> Result<Self, AccessError> {
         let cluster_name = p.required_str(CLUSTER_NAME, "the EKS cluster to map the role into")?;
-        let valid_cluster = (1..=100).contains(&cluster_name.len())
-            && cluster_name.as_bytes()[0].is_ascii_alphanumeric()
-            && cluster_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid_cluster {
+        if !custom_resource::arn::is_eks_cluster_name(cluster_name) {
             return Err(AccessError::InvalidClusterName(cluster_name.to_owned()));
         }
         let role = RoleArn::parse(

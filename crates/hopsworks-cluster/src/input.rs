@@ -98,16 +98,11 @@ impl Settings {
         })?;
         let eks_cluster_name =
             p.required_str("EksClusterName", "the EKS cluster Hopsworks will use")?;
-        let eks_ok = eks_cluster_name.len() >= 2
-            && eks_cluster_name.as_bytes()[0].is_ascii_alphanumeric()
-            && eks_cluster_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !eks_ok {
+        if !custom_resource::arn::is_eks_cluster_name(eks_cluster_name) {
             return Err(invalid(
                 "EksClusterName",
                 eks_cluster_name,
-                "an EKS cluster name matching ^[0-9A-Za-z][A-Za-z0-9-_]+$",
+                "an EKS cluster name matching ^[0-9A-Za-z][A-Za-z0-9-_]*$, at most 100 characters",
             ));
         }
         let ecr_account = p

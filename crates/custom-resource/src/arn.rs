@@ -1,4 +1,6 @@
-//! ARNs and IAM names, checked before any AWS call so that a typo gets a precise Reason.
+//! ARNs and AWS names, checked before any AWS call so that a typo gets a precise Reason. Here, in
+//! the framework every resource links, rather than in `eks-cluster`: HopsworksCluster checks an EKS
+//! cluster name too and does not link the EKS SDK. Each resource keeps its own error messages.
 
 /// The parts of an ARN: `arn:partition:service:region:account:resource`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +61,45 @@ pub fn is_eks_cluster_name(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A role ARN as the EKS authenticator matches it: the IAM path removed
-/// (`arn:aws:iam::111122223333:role/team/x` → `arn:aws:iam::111122223333:role/x`).
-pub fn role_arn_without_path(role_arn: &str) -> Option<String> {
-    let arn = Arn::parse(role_arn)?;
-    match arn.typed_name()? {
-        ("role", name) => Some(format!(
-            "arn:{}:iam::{}:role/{name}",
-            arn.partition, arn.account
-        )),
-        _ => None,
+/// An IAM role ARN, `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME` (the path may be empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleArn<'a> {
+    pub partition: &'a str,
+    pub account: &'a str,
+    pub name: &'a str,
+}
+
+impl<'a> RoleArn<'a> {
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let arn = Arn::parse(text)?;
+        let ("role", name) = arn.typed_name()? else {
+            return None;
+        };
+        let valid = arn.service == "iam"
+            && arn.region.is_empty()
+            && is_account_id(arn.account)
+            && name.len() <= 64
+            && is_iam_name(name);
+        valid.then_some(Self {
+            partition: arn.partition,
+            account: arn.account,
+            name,
+        })
     }
+
+    /// The ARN as the EKS authenticator matches it: the IAM path removed
+    /// (`arn:aws:iam::111122223333:role/team/x` → `arn:aws:iam::111122223333:role/x`).
+    pub fn without_path(&self) -> String {
+        format!(
+            "arn:{}:iam::{}:role/{}",
+            self.partition, self.account, self.name
+        )
+    }
+}
+
+/// [`RoleArn::without_path`] of `role_arn`, if it is a role ARN.
+pub fn role_arn_without_path(role_arn: &str) -> Option<String> {
+    RoleArn::parse(role_arn).map(|role| role.without_path())
 }
 
 #[cfg(test)]
@@ -110,6 +140,27 @@ mod tests {
         assert_eq!(
             role_arn_without_path("arn:aws:iam::123456789012:user/u"),
             None
+        );
+    }
+
+    #[test]
+    fn role_arns_must_be_iam_roles_with_an_account_and_a_valid_name() {
+        for bad in [
+            "arn:aws:sts::123456789012:role/r",
+            "arn:aws:iam:us-east-1:123456789012:role/r",
+            "arn:aws:iam:::role/r",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role/a/",
+            "arn:aws:iam::123456789012:instance-profile/p",
+            &format!("arn:aws:iam::123456789012:role/{}", "r".repeat(65)),
+            "arn:aws:iam::123456789012:role/bad*name",
+        ] {
+            assert_eq!(RoleArn::parse(bad), None, "{bad}");
+        }
+        let role = RoleArn::parse("arn:aws-us-gov:iam::123456789012:role/p/q/r").unwrap();
+        assert_eq!(
+            (role.partition, role.account, role.name),
+            ("aws-us-gov", "123456789012", "r")
         );
     }
 
