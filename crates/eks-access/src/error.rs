@@ -159,6 +159,11 @@ pub enum AccessError {
     /// An AWS call failed for another reason (permissions, throttling after retries, an outage).
     #[error("{call} failed: {message}")]
     Aws { call: &'static str, message: String },
+
+    /// The EKS token could not be signed (the Reason reads "sigv4 failed: could not sign the EKS
+    /// token: " and the signer's error chain).
+    #[error("sigv4 failed")]
+    Token(#[source] crate::token::TokenError),
 }
 
 impl AccessError {

@@ -225,10 +225,7 @@ impl EksAccess {
             &cluster.name,
             SystemTime::now(),
         )
-        .map_err(|e| AccessError::Aws {
-            call: "sigv4",
-            message: e.to_string(),
-        })?;
+        .map_err(AccessError::Token)?;
         AwsAuth::connect(
             &cluster.name,
             &cluster.endpoint,

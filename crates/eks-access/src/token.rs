@@ -32,9 +32,16 @@ impl fmt::Debug for BearerToken {
     }
 }
 
+/// SigV4 refused to sign; the signer's error is kept as the source.
 #[derive(Debug, thiserror::Error)]
-#[error("could not sign the EKS token: {0}")]
-pub struct TokenError(String);
+#[error("could not sign the EKS token")]
+pub struct TokenError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl TokenError {
+    fn new(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(err.into())
+    }
+}
 
 /// The STS host for a region, as the authenticator expects it.
 pub fn sts_host(region: &str) -> String {
@@ -68,7 +75,7 @@ pub fn token(
         .time(now)
         .settings(settings)
         .build()
-        .map_err(|e| TokenError(e.to_string()))?
+        .map_err(TokenError::new)?
         .into();
     let request = SignableRequest::new(
         "GET",
@@ -76,9 +83,9 @@ pub fn token(
         [("x-k8s-aws-id", cluster_name)].into_iter(),
         SignableBody::Bytes(&[]),
     )
-    .map_err(|e| TokenError(e.to_string()))?;
+    .map_err(TokenError::new)?;
     let (instructions, _) = sign(request, &params)
-        .map_err(|e| TokenError(e.to_string()))?
+        .map_err(TokenError::new)?
         .into_parts();
     let mut presigned = url;
     for (name, value) in instructions.params() {
