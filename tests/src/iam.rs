@@ -555,6 +555,33 @@ impl Iam {
         tags
     }
 
+    /// Whether the trust policy of `role_arn` (read from moto) lets `caller` (a role ARN of this
+    /// account) assume it: a statement whose principal is the caller, its account or `*`, whose
+    /// action is `sts:AssumeRole` and whose conditions hold with `aws:PrincipalArn` = `caller`.
+    async fn trusts(&self, role_arn: &str, caller: &str) -> Result<bool, String> {
+        let name = role_arn.rsplit('/').next().unwrap_or_default();
+        let authorization = "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
+        let text = self
+            .http
+            .post(&self.moto)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", authorization)
+            .body(format!("Action=GetRole&Version=2010-05-08&RoleName={name}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let document = text
+            .split_once("<AssumeRolePolicyDocument>")
+            .and_then(|(_, rest)| rest.split_once("</AssumeRolePolicyDocument>"))
+            .map(|(doc, _)| percent_decode(&xml_unescape(doc)))
+            .ok_or_else(|| format!("no role {name} in the account"))?;
+        let trust: Value = serde_json::from_str(&document).map_err(|e| e.to_string())?;
+        trust_allows(&trust, caller, &self.account)
+    }
+
     async fn authorize_call(&self, call: Call<'_>) -> Result<(), String> {
         let principal = call.access_key.and_then(|key| {
             self.principals
@@ -583,7 +610,26 @@ impl Iam {
             if let Some(group) = security_group(&check.resource) {
                 check.context.extend(self.security_group_tags(group).await);
             }
-            let why = match evaluate(&policies, &check) {
+            let identity = evaluate(&policies, &check);
+            // Assuming a role needs its trust policy too, as in AWS.
+            if check.action == "sts:AssumeRole" && identity == Ok(Decision::Allow) {
+                match self.trusts(&check.resource, &principal.role_arn).await {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        let why = format!(
+                            "because the trust policy of {} does not let {} assume it",
+                            check.resource, principal.role_arn
+                        );
+                        return Err(self.deny(&principal, check, &why));
+                    }
+                    Err(e) => {
+                        let why =
+                            format!("because the bench cannot evaluate the trust policy: {e}");
+                        return Err(self.deny(&principal, check, &why));
+                    }
+                }
+            }
+            let why = match identity {
                 Ok(Decision::Allow) => continue,
                 Ok(Decision::ExplicitDeny) => {
                     "with an explicit deny in an identity-based policy".to_owned()
@@ -620,6 +666,85 @@ impl Iam {
     }
 }
 
+/// Whether `trust` (a role's trust policy) lets `caller` assume the role: the statements naming
+/// the caller (its ARN, its account's root or id, or `*`) as an AWS principal, evaluated as an
+/// identity-based policy with `aws:PrincipalArn` = `caller`.
+pub fn trust_allows(trust: &Value, caller: &str, account: &str) -> Result<bool, String> {
+    let names_caller = |statement: &Value| -> Result<bool, String> {
+        let principals = match &statement["Principal"] {
+            Value::String(star) if star == "*" => return Ok(true),
+            Value::Object(p) => match p.get("AWS") {
+                Some(aws) => strings(aws)?,
+                None => return Ok(false), // Service or Federated: not a role of this account
+            },
+            other => return Err(format!("Principal {other} is not evaluated")),
+        };
+        let root = format!("arn:aws:iam::{account}:root");
+        Ok(principals
+            .iter()
+            .any(|p| p == "*" || p == caller || *p == root || p == account))
+    };
+    let statements = match &trust["Statement"] {
+        Value::Array(list) => list.clone(),
+        one @ Value::Object(_) => vec![one.clone()],
+        other => return Err(format!("Statement {other} is not a list")),
+    };
+    let mut relevant = Vec::new();
+    for statement in statements {
+        if names_caller(&statement)? {
+            let mut s = statement.clone();
+            if let Some(map) = s.as_object_mut() {
+                map.remove("Principal");
+                map.insert("Resource".to_owned(), Value::String("*".to_owned()));
+            }
+            relevant.push(s);
+        }
+    }
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": relevant});
+    let check = Check {
+        action: "sts:AssumeRole".to_owned(),
+        resource: "*".to_owned(),
+        context: BTreeMap::from([("aws:principalarn".to_owned(), caller.to_owned())]),
+    };
+    Ok(evaluate(&[policy], &check)? == Decision::Allow)
+}
+
+fn xml_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// `%XX` escapes decoded (IAM returns policy documents URL-encoded).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Authorizer for Iam {
     fn authorize<'a>(
         &'a self,
@@ -637,6 +762,29 @@ mod tests {
 
     const ACCOUNT: &str = "123456789012";
     const REGION: &str = "us-east-2";
+
+    #[test]
+    fn a_trust_policy_lets_in_only_the_principals_and_conditions_it_names() {
+        let caller = "arn:aws:iam::123456789012:role/hopsworks-eks-EksAccessRole-AB12";
+        let scoped = json!({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+            "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::123456789012:role/hopsworks-eks-EksAccessRole-*"}}}]});
+        assert_eq!(trust_allows(&scoped, caller, ACCOUNT), Ok(true));
+        let other = "arn:aws:iam::123456789012:role/someone-else";
+        assert_eq!(trust_allows(&scoped, other, ACCOUNT), Ok(false));
+        let service = json!({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"Service": "lambda.amazonaws.com"}}]});
+        assert_eq!(trust_allows(&service, caller, ACCOUNT), Ok(false));
+        let named = json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"AWS": [caller]}}});
+        assert_eq!(trust_allows(&named, caller, ACCOUNT), Ok(true));
+    }
+
+    #[test]
+    fn iam_documents_are_url_decoded() {
+        assert_eq!(percent_decode("%7B%22a%22%3A+1%7D"), "{\"a\": 1}");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
 
     fn check(action: &str, resource: &str) -> Check {
         Check::new(action, resource.to_owned())

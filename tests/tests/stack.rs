@@ -627,3 +627,94 @@ print(json.dumps({{"instance_profile": docs("{role}"), "cross_account": docs("{c
     );
     deployed.delete().await.expect("the stack is deleted");
 }
+
+/// The README's first-deploy path for a CONFIG_MAP cluster: a role the stack's EksAccess function
+/// may assume (its trust policy names the function's role by the name CloudFormation gives it),
+/// mapped as cluster admin in aws-auth before the stack exists.
+async fn kubernetes_role(bench: &StackBench, trusted_pattern: &str) -> String {
+    let script = format!(
+        r#"
+import boto3, json, os
+iam = boto3.client("iam", endpoint_url=os.environ["BENCH_ENDPOINT"])
+trust = {{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "sts:AssumeRole",
+  "Principal": {{"AWS": "arn:aws:iam::{account}:root"}},
+  "Condition": {{"ArnLike": {{"aws:PrincipalArn": "{trusted_pattern}"}}}}}}]}}
+try:
+    arn = iam.create_role(RoleName="hopsworks-eks-kubernetes", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+except iam.exceptions.EntityAlreadyExistsException:
+    iam.update_assume_role_policy(RoleName="hopsworks-eks-kubernetes", PolicyDocument=json.dumps(trust))
+    arn = iam.get_role(RoleName="hopsworks-eks-kubernetes")["Role"]["Arn"]
+print(json.dumps(arn))
+"#,
+        account = bench.aws.seeded.account_id
+    );
+    bench
+        .aws
+        .query(&script)
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_map_cluster_works_on_the_first_deploy_with_the_documented_kubernetes_role() {
+    let bench = StackBench::start().await;
+    let s = bench.aws.seeded.clone();
+    let account = &s.account_id;
+    // Step 1: the role, trusting the stack's EksAccess function role and nothing else.
+    let role = kubernetes_role(
+        &bench,
+        &format!(
+            "arn:aws:iam::{account}:role/{}-EksAccessRole-*",
+            stack::STACK_NAME
+        ),
+    )
+    .await;
+    // Step 2: mapped as cluster admin in aws-auth (what `eksctl create iamidentitymapping` does).
+    let map_roles = bench.control.aws_auth(&s.cluster.name).await["data"]["mapRoles"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let entry = format!(
+        "- rolearn: {role}\n  username: hopsworks-eks-stack\n  groups:\n  - system:masters\n"
+    );
+    bench
+        .control
+        .set_map_roles(&s.cluster.name, &format!("{map_roles}{entry}"))
+        .await;
+    let before = bench.state().await;
+    // Step 3: deploy with KubernetesRoleArn; the function role it trusts exists only now.
+    let mut parameters = stack::demo_parameters(&s);
+    parameters.insert("KubernetesRoleArn".to_owned(), json!(role));
+    parameters.insert("CreateHopsworksCluster".to_owned(), json!("false"));
+    let mut deployed = bench
+        .stack(template().await, parameters.clone())
+        .expect("parameters");
+    deployed.create().await.expect("the first deploy succeeds");
+    let hopsworks = KubeAs::new(&s, &s.cluster.name, &s.identities.hopsworks);
+    assert!(hopsworks.whoami().await.is_ok(), "the role was not mapped");
+    deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
+    assert_eq!(bench.state().await, before);
+
+    // A trust policy naming another stack's function role: the Create fails saying what to
+    // fix, and rolls back to the account as it was.
+    kubernetes_role(
+        &bench,
+        &format!("arn:aws:iam::{account}:role/other-stack-EksAccessRole-*"),
+    )
+    .await;
+    let mut refused = bench
+        .stack(template().await, parameters)
+        .expect("parameters");
+    let reason = refused
+        .create()
+        .await
+        .expect_err("the role does not trust this stack");
+    assert!(
+        reason.contains("must trust this function's role"),
+        "{reason}"
+    );
+    assert_eq!(bench.state().await, before, "the rollback left changes");
+}

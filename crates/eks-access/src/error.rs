@@ -167,6 +167,17 @@ pub enum AccessError {
 }
 
 impl AccessError {
+    /// `KubernetesRoleArn` could not be assumed (its trust policy, or STS itself).
+    pub fn is_assume_role(&self) -> bool {
+        matches!(
+            self,
+            AccessError::Aws {
+                call: "sts:AssumeRole",
+                ..
+            }
+        )
+    }
+
     /// The Kubernetes API could not be used at all (not reached, not answering, or refusing this
     /// identity): nothing can have been read or written through it.
     pub fn is_kubernetes_access(&self) -> bool {

@@ -186,7 +186,9 @@ impl EksAccess {
                 };
                 match unmapped {
                     Ok(applied) => applied.summary,
-                    Err(e) if marker && e.is_kubernetes_access() => {
+                    // Not assumable, not reachable, refused: the failed Create met the same, and
+                    // it records its id before any write, so it wrote nothing.
+                    Err(e) if marker && (e.is_kubernetes_access() || e.is_assume_role()) => {
                         tracing::warn!(
                             error = %e,
                             "aws-auth cannot be read; the failed Create could not have written it either"
