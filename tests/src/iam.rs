@@ -532,14 +532,7 @@ impl Iam {
         let between = |item: &str, tag: &str| {
             let (_, rest) = item.split_once(&format!("<{tag}>"))?;
             let (value, _) = rest.split_once(&format!("</{tag}>"))?;
-            Some(
-                value
-                    .replace("&lt;", "<")
-                    .replace("&gt;", ">")
-                    .replace("&quot;", "\"")
-                    .replace("&apos;", "'")
-                    .replace("&amp;", "&"),
-            )
+            Some(xml_unescape(value))
         };
         let mut tags = BTreeMap::new();
         for item in text.split("<item>").skip(1) {
@@ -576,7 +569,7 @@ impl Iam {
         let document = text
             .split_once("<AssumeRolePolicyDocument>")
             .and_then(|(_, rest)| rest.split_once("</AssumeRolePolicyDocument>"))
-            .map(|(doc, _)| percent_decode(&xml_unescape(doc)))
+            .map(|(doc, _)| decode(&xml_unescape(doc)))
             .ok_or_else(|| format!("no role {name} in the account"))?;
         let trust: Value = serde_json::from_str(&document).map_err(|e| e.to_string())?;
         trust_allows(&trust, caller, &self.account)
@@ -717,34 +710,6 @@ fn xml_unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// `%XX` escapes decoded (IAM returns policy documents URL-encoded).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl Authorizer for Iam {
     fn authorize<'a>(
         &'a self,
@@ -782,8 +747,8 @@ mod tests {
 
     #[test]
     fn iam_documents_are_url_decoded() {
-        assert_eq!(percent_decode("%7B%22a%22%3A+1%7D"), "{\"a\": 1}");
-        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(decode("%7B%22a%22%3A+1%7D"), "{\"a\": 1}");
+        assert_eq!(decode("100%"), "100%");
     }
 
     fn check(action: &str, resource: &str) -> Check {

@@ -155,6 +155,22 @@ pub fn hopsworks_cluster_lambda(
     )
 }
 
+/// The `HopsworksCluster` resource's properties on the bench's account: the cluster `fs-demo` on
+/// the seeded EKS cluster, its first public subnet and cluster security group, a 1 s poll.
+pub fn hopsworks_cluster_properties(s: &aws::Seeded) -> serde_json::Value {
+    serde_json::json!({
+        "ApiKeySecretArn": s.hopsworks_ai.secret_arn,
+        "ClusterName": "fs-demo",
+        "InstanceProfileArn": s.hopsworks.instance_profile_arn,
+        "EksClusterName": s.cluster.name,
+        "BucketName": "hops-demo-bucket",
+        "VpcId": s.cluster.vpc_id,
+        "SubnetId": s.cluster.public_subnet_ids[0],
+        "SecurityGroupId": s.cluster.cluster_security_group_id,
+        "PollIntervalSeconds": "1",
+    })
+}
+
 /// The `SecurityGroupIngress` function, its AWS calls sent to `endpoint`.
 pub fn ingress_function(endpoint: &str, timeout: std::time::Duration) -> lambda::LambdaFunction {
     let env = [("AWS_ENDPOINT_URL", endpoint)];

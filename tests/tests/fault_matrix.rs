@@ -432,18 +432,7 @@ impl Subject for Hopsworks {
     }
 
     fn props(&self) -> Value {
-        let s = &self.0.aws.seeded;
-        json!({
-            "ApiKeySecretArn": s.hopsworks_ai.secret_arn,
-            "ClusterName": "fs-demo",
-            "InstanceProfileArn": s.hopsworks.instance_profile_arn,
-            "EksClusterName": s.cluster.name,
-            "BucketName": "hops-demo-bucket",
-            "VpcId": s.cluster.vpc_id,
-            "SubnetId": s.cluster.public_subnet_ids[0],
-            "SecurityGroupId": s.cluster.cluster_security_group_id,
-            "PollIntervalSeconds": "1",
-        })
+        system_tests::hopsworks_cluster_properties(&self.0.aws.seeded)
     }
 
     /// The live Hopsworks clusters and the account's ECR repositories.

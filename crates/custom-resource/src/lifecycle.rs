@@ -145,11 +145,6 @@ pub struct Continued {
 }
 
 impl Context {
-    /// A context whose answer is due at `deadline`, for calling handlers directly in tests.
-    pub fn with_deadline(deadline: Instant) -> Self {
-        Self::new(deadline, None)
-    }
-
     pub(crate) fn new(deadline: Instant, continued: Option<Continued>) -> Self {
         Self {
             step: Arc::new(Mutex::new(Cow::Borrowed("starting"))),
