@@ -443,19 +443,7 @@ async fn an_access_entry_made_before_the_stack_is_adopted_and_left_in_place() {
     let b = bench().await;
     let s = &b.aws.seeded;
     let cluster = s.access_cluster.name.clone();
-    let made = b
-        .aws
-        .query(&format!(
-            r#"
-import boto3, json, os
-eks = boto3.client("eks", endpoint_url=os.environ["BENCH_ENDPOINT"])
-eks.create_access_entry(clusterName="{cluster}", principalArn="{role}", username="hopsworks")
-print(json.dumps({{"ok": True}}))
-"#,
-            role = s.hopsworks.role_arn
-        ))
-        .await;
-    assert_eq!(made["ok"], true);
+    b.entry_made_before_the_stack().await;
     let props = json!({"ClusterName": cluster, "RoleArn": s.hopsworks.role_arn});
     let cfn = Player::new(&b.function, TYPE).await;
     let created = cfn.create(LOGICAL, props.clone()).await;

@@ -9,7 +9,7 @@
 //! it, it first tags it [`ADMIN_POLICY_TAG`]. Delete removes exactly that: the entry it created,
 //! or the policy it associated (and its tag), leaving the adopted entry as it was found.
 
-use crate::cluster::aws_error;
+use crate::cluster::{aws_error, found};
 use crate::error::AccessError;
 use aws_sdk_eks::types::{AccessEntry, AccessScope, AccessScopeType};
 use custom_resource::{Context, OWNER_TAG, Owner, stack_name};
@@ -250,64 +250,37 @@ impl AccessEntries<'_> {
     }
 
     async fn delete(&self, principal: &str) -> Result<(), AccessError> {
-        match self
+        let deleted = self
             .eks
             .delete_access_entry()
             .cluster_name(self.cluster)
             .principal_arn(principal)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(aws_error("eks:DeleteAccessEntry", &e)),
-        }
+            .await;
+        found("eks:DeleteAccessEntry", deleted).map(drop)
     }
 
     async fn disassociate(&self, principal: &str) -> Result<(), AccessError> {
-        match self
+        let disassociated = self
             .eks
             .disassociate_access_policy()
             .cluster_name(self.cluster)
             .principal_arn(principal)
             .policy_arn(self.admin_policy_arn())
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(aws_error("eks:DisassociateAccessPolicy", &e)),
-        }
+            .await;
+        found("eks:DisassociateAccessPolicy", disassociated).map(drop)
     }
 
     async fn describe(&self, principal: &str) -> Result<Option<AccessEntry>, AccessError> {
-        match self
+        let described = self
             .eks
             .describe_access_entry()
             .cluster_name(self.cluster)
             .principal_arn(principal)
             .send()
-            .await
-        {
-            Ok(out) => Ok(out.access_entry),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(aws_error("eks:DescribeAccessEntry", &e)),
-        }
+            .await;
+        Ok(found("eks:DescribeAccessEntry", described)?.and_then(|out| out.access_entry))
     }
 
     async fn has_admin_policy(&self, principal: &str) -> Result<bool, AccessError> {

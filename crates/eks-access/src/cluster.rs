@@ -58,3 +58,26 @@ where
         message: custom_resource::aws::sdk_error_message(err),
     }
 }
+
+/// The outcome of a call whose `ResourceNotFoundException` means "not there" (already gone, never
+/// made): `None` then, any other error named after `call`.
+pub fn found<T, E, R>(
+    call: &'static str,
+    result: Result<T, aws_sdk_eks::error::SdkError<E, R>>,
+) -> Result<Option<T>, AccessError>
+where
+    E: aws_sdk_eks::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e)
+            if e.as_service_error()
+                .and_then(aws_sdk_eks::error::ProvideErrorMetadata::code)
+                == Some("ResourceNotFoundException") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(aws_error(call, &e)),
+    }
+}
