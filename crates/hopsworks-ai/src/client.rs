@@ -83,10 +83,10 @@ impl Error {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Envelope {
-    code: i64,
-    message: String,
-    payload: Option<Value>,
+pub(crate) struct Envelope {
+    pub(crate) code: i64,
+    pub(crate) message: String,
+    pub(crate) payload: Option<Value>,
 }
 
 /// Retry policy: `attempts` in all, waits of up to `base * 2^n` (capped), or what `Retry-After` says.
@@ -115,7 +115,7 @@ pub struct Client {
     key: ApiKey,
     /// Where the key came from, for a 401's or 403's message (e.g. the secret's ARN).
     key_source: String,
-    retry: Retry,
+    pub(crate) retry: Retry,
     /// No call (attempts, waits between them) goes past this.
     deadline: Option<Instant>,
 }
@@ -289,7 +289,7 @@ impl Client {
     }
 
     /// An idempotent call (GET, DELETE), retried.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -338,7 +338,7 @@ impl Client {
     }
 
     /// Wait before the next attempt, unless that wait would reach the deadline.
-    async fn pause(&self, wait: Duration, last: &str) -> Result<(), Error> {
+    pub(crate) async fn pause(&self, wait: Duration, last: &str) -> Result<(), Error> {
         if let Some(deadline) = self.deadline
             && Instant::now() + wait + MIN_ATTEMPT > deadline
         {
@@ -453,7 +453,7 @@ impl Client {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let ceiling = self
             .retry
             .base
@@ -464,7 +464,7 @@ impl Client {
     }
 }
 
-fn created_id(envelope: &Envelope) -> Option<String> {
+pub(crate) fn created_id(envelope: &Envelope) -> Option<String> {
     envelope
         .payload
         .as_ref()
