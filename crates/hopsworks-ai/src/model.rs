@@ -165,6 +165,8 @@ pub struct Cluster {
     pub activation_state: String,
     pub initialization_stage: String,
     pub error_message: String,
+    /// When the cluster first ran (Unix seconds); 0: it never started.
+    pub started_on: i64,
     pub url: String,
     pub version: String,
     pub tags: Vec<Tag>,
