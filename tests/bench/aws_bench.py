@@ -427,7 +427,8 @@ class ControlHandler(JsonHandler):
 
     The Hopsworks.ai double (hopsworks_double.py):
     GET    /hopsworks/behaviour                    {polls_per_state, fail_next_with, leave_ecr_repos,
-                                                    delete_lag_polls}
+                                                    delete_lag_polls, fail_upgrade_with,
+                                                    fail_next_backup_with, versions}
     PUT    /hopsworks/behaviour                    any of those (partial) -> the behaviour now
     POST   /hopsworks/faults                       {"kind": status|delay|drop, "status"?, "seconds"?,
                                                     "method"?, "path_contains"?, "times"?, "skip"?,
@@ -441,6 +442,11 @@ class ControlHandler(JsonHandler):
     GET    /hopsworks/clusters/{id}
     POST   /hopsworks/clusters                     {"name", "eksClusterName"?, ...flat create
                                                     fields} -> a cluster already running
+    GET    /hopsworks/backups                      every backup ever (bench.deleted, bench.snapshot)
+    GET    /hopsworks/backups/{id}
+    POST   /hopsworks/backups                      {"cluster": {"name", ...flat create fields},
+                                                    "ports"?, "backupName"?, "clusterId"?} -> a
+                                                    backup already `succeed` of that snapshot
 
     Errors are {"message": ...} with 400 (bad input) or 404 (no such cluster/object/route).
     """
@@ -566,6 +572,16 @@ class ControlHandler(JsonHandler):
                 if cluster is None:
                     raise ControlError(404, f"no Hopsworks.ai cluster {parts[1]}")
                 return 200, cluster
+            if parts == ["backups"]:
+                if method == "GET":
+                    return 200, double.backups()
+                if method == "POST":
+                    return 200, double.create_succeeded_backup(body)
+            if len(parts) == 2 and parts[0] == "backups" and method == "GET":
+                backup = double.backup(parts[1])
+                if backup is None:
+                    raise ControlError(404, f"no Hopsworks.ai backup {parts[1]}")
+                return 200, backup
         except (TypeError, ValueError) as e:
             raise ControlError(400, str(e))
         raise ControlError(404, f"no route {method} /hopsworks/{'/'.join(parts)}")

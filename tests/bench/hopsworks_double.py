@@ -1,39 +1,86 @@
 """A Hopsworks.ai cluster API double (AWS, EKS/ECR): plain HTTP on loopback.
 
-It follows the contract in /work/shared/reference/hopsworks-api.md, for the calls a
-CloudFormation custom resource makes to create, watch and delete one cluster:
+It follows the contract in /work/shared/reference/hopsworks-api.md, every endpoint it lists:
 
     POST   /api/clusters          {"cloudProvider": "AWS", "cluster": {...flat AWS fields...}}
     GET    /api/clusters[?cloud=AWS]
     GET    /api/clusters/{id}
     DELETE /api/clusters/{id}
+    PUT    /api/clusters/{id}/stop, /start
+    POST   /api/clusters/{id}/workers      {"workers": [{instanceType, diskSize, count, spotInfo?}]}
+    DELETE /api/clusters/{id}/workers      the same body: removes that many
+    POST   /api/clusters/{id}/autoscale    {"autoscale": {"nonGpu": {...}, "gpu"?: {...}}}
+    DELETE /api/clusters/{id}/autoscale
+    POST   /api/clusters/{id}/ports        {"ports": {featureStore, onlineFeatureStore, kafka, ssh}}
+    POST   /api/clusters/{id}/upgrade      {"version", "dockerRegistryAccount"?}
+    PUT    /api/clusters/{id}/upgrade/rollback
+    PUT    /api/clusters/{id}/nodes/modify-instance-type  {"nodeInfo": {nodeType, instanceType}}
+    POST   /api/clusters/restore/{backupId}
+           {"cluster": {name?, sshKeyName?, tags?, autoscale?, instanceProfileArn?,
+                        headInstanceProfileArn?, vpcId?, subnetId?, securityGroupId?}}
+    GET    /api/clusters/hopsworks/versions/AWS
+    GET    /api/clusters/nodes/supported-types?cloud=AWS[&region=R]
+    POST   /api/backups                          {"backup": {"clusterId", "backupName"}} -> backupId
+    GET    /api/backups[?clusterId=]
+    GET    /api/backups/{id}
+    DELETE /api/backups/{id}
 
 - Every request needs `x-api-key: <the bench's key>` and `hopsai-api-version: v1`, else
   HTTP 403 with the plain-text body `Unauthorized` (not the envelope), as the real service.
 - Every other reply is the envelope {"apiVersion", "status", "code", "message"?, "payload"?}
-  with the HTTP status equal to `code`.
+  with the HTTP status equal to `code`. Bodies are checked as strictly as create's: a 400
+  names the field. Day-2 and restore bodies refuse fields the contract does not list.
 - Clusters move one state per `polls_per_state` GETs of them (GET /api/clusters/{id} only):
   pending -> initializing -> starting-hopsworks -> running, or, for a cluster created after
   `fail_next_with` was set, pending -> initializing -> error. After DELETE they report
   shutting-down for `polls_per_state` GETs, then they are gone (404). With `delete_lag_polls`
   set, a DELETE takes effect that many GETs late (the cluster still reads as it was, `error`
   say), as an asynchronous service acts on a request some time after accepting it.
+- Day-2 operations need a `running` cluster with nothing else under way (no operation, no
+  upgrade in progress, no pending backup), else 400. What they change shows once the cluster
+  is `running` again:
+  workers, autoscale, ports: updating -> running. Workers and autoscale are exclusive (400).
+  A DELETE of workers names a group (instanceType, diskSize, spotInfo) with at least `count`.
+  upgrade: stopping -> stopped -> starting -> running with upgradeInProgress{from,to} ->
+  running (version = to). 400 unless the version is in the catalogue and upgradable from the
+  cluster's (its upgradableFromVersion equals it), or when dockerRegistryAccount is missing or
+  differs from the cluster's ecrRegistryAccountId. While `fail_upgrade_with` is set (not
+  one-shot), an upgrade goes stopping -> stopped -> error with that errorMessage,
+  upgradeInProgress still shown.
+  upgrade/rollback (400 without an upgrade, failed or done, to roll back): stopping ->
+  stopped -> starting -> running with the version the upgrade came from, error cleared.
+  nodes/modify-instance-type (head, or a RonDB node the cluster has; 400 when unchanged):
+  stopping -> stopped -> starting -> running.
+  stop (running only): stopping -> stopped; start (stopped only): starting -> running.
+- The versions catalogue: 3.8.0, 3.9.0 (default), 4.0.0 (from 3.9.0), 4.1.0 (from 4.0.0);
+  behaviour `versions` replaces it (null: back to this one).
+- Backups belong to a running cluster (400 otherwise, or while one of its backups is pending,
+  or for a backupName it already has). They are pending for `polls_per_state` GETs of the
+  backup (GET /api/backups/{id} only), then `succeed`, or `failed` with stateMessage for the
+  backup made after `fail_next_backup_with` was set (one-shot). While one is pending the
+  cluster shows backupPipelineInProgress and a DELETE of it answers 400. An unknown or
+  deleted backup is 404 "no backup"; a DELETE of a pending one is 400. Backups outlive their
+  cluster and hold a snapshot of its configuration: a restore (404 no backup, 400 unless
+  `succeed`) makes a new cluster from it, the request's fields overriding, checked as a
+  create (unique name, one cluster per EKS cluster) and booting as one.
 - Names are unique among live clusters: a second POST of a name answers 400 with the error
   envelope ("a cluster named … already exists"), as does a second cluster on one EKS cluster
   (same name and region).
-- As the real service pushes its images: when a cluster reaches `running`, the repositories
-  `<clusterId>/<name>` (the seven of ECR_IMAGES) are created in moto's ECR, in the cluster's
-  ecrRegistryAccountId and region, with one image each; when a deleted cluster goes away they
-  are force-deleted, unless `leave_ecr_repos` is set (the real service probably leaves them:
-  that is what a stack's own clean-up is tested against).
-- Fault injection and a request log that never holds the API key. A fault matches a method and
-  a substring of the path (and query), lets `skip` matching requests through first, then fires
-  `times` times: `status` answers an error (with `retry_after`, a Retry-After header), `delay`
-  answers late, `drop` closes the connection without an answer; with `after` the request is
-  applied first (a cluster made, a DELETE accepted), so the caller cannot tell it happened.
+- As the real service pushes its images: when a cluster first reaches `running`, the
+  repositories `<clusterId>/<name>` (the seven of ECR_IMAGES) are created in moto's ECR, in the
+  cluster's ecrRegistryAccountId and region, with one image each; when a deleted cluster goes
+  away they are force-deleted, unless `leave_ecr_repos` is set (the real service probably
+  leaves them: that is what a stack's own clean-up is tested against).
+- Fault injection and a request log that never holds the API key, for every endpoint. A fault
+  matches a method and a substring of the path (and query), lets `skip` matching requests
+  through first, then fires `times` times: `status` answers an error (with `retry_after`, a
+  Retry-After header), `delay` answers late, `drop` closes the connection without an answer;
+  with `after` the request is applied first (a cluster made, a DELETE accepted, a backup
+  started), so the caller cannot tell it happened.
 
-Not implemented (501): stop/start and the day-2 operations under /api/clusters/{id}/...,
-the versions and instance-type catalogues.
+Undocumented upstream, chosen here: the HTTP codes and messages, the state sequences, that a
+change shows only when it is done, and a POST /api/backups for an unknown cluster answering 400
+(not 404, which a client reads as success).
 """
 
 import copy
@@ -82,13 +129,55 @@ SHUTTING_DOWN, TERMINATED = "shutting-down", "terminated"  # "terminated": contr
 INITIALIZATION_STAGE = {"pending": "creating-resources", "initializing": "installing",
                         "starting-hopsworks": "starting-services", "running": "running",
                         "error": "failed", SHUTTING_DOWN: "shutting-down",
-                        TERMINATED: "terminated"}
+                        TERMINATED: "terminated", "updating": "updating",
+                        "stopping": "stopping", "stopped": "stopped", "starting": "starting"}
+ACTIVATION = {"running": "stoppable", "stopped": "startable"}
+# Day-2 state sequences (the contract's are plausible, not observed).
+UPDATE = ("updating", "running")
+RESTART = ("stopping", "stopped", "starting", "running")
+UPGRADE = ("stopping", "stopped", "starting", "running", "running")  # the 4th: upgradeInProgress
+UPGRADE_THEN_FAIL = ("stopping", "stopped", "error")
+STOP, START = ("stopping", "stopped"), ("starting", "running")
+BACKUP_PENDING, BACKUP_SUCCEED, BACKUP_FAILED = "pending", "succeed", "failed"
 
-# The day-2 operations the contract lists under /api/clusters/{id}: answered 501, not 404 (a
-# client treats 404 as success, and silently "succeeding" at something the double cannot do
-# would hide bugs).
-DAY2_SUFFIXES = ("stop", "start", "workers", "ports", "autoscale", "upgrade",
-                 "upgrade/rollback", "nodes/modify-instance-type")
+REGIONS = ["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-north-1", "eu-central-1"]
+
+
+def _version_entry(version, upgradable_from, default=False):
+    return {"version": version, "upgradableFromVersion": upgradable_from, "default": default,
+            "experimental": False, "regions": {"ubuntu": list(REGIONS), "centos": []},
+            "releaseNotesUrl": f"https://docs.hopsworks.ai/{version.rsplit('.', 1)[0]}/"
+                               "release-notes/"}
+
+
+DEFAULT_VERSIONS = [_version_entry("3.8.0", ""), _version_entry("3.9.0", "3.8.0", default=True),
+                    _version_entry("4.0.0", "3.9.0"), _version_entry("4.1.0", "4.0.0")]
+
+
+def _types(*specs):
+    return [{"id": i, "cpus": c, "memory": m, "withNVMe": n} for i, c, m, n in specs]
+
+
+SUPPORTED_TYPES = {"aws": {
+    "head": _types(("m5.2xlarge", 8, 32, False), ("m5.4xlarge", 16, 64, False),
+                   ("m5.8xlarge", 32, 128, False), ("r5.2xlarge", 8, 64, False)),
+    "worker": _types(("m5.xlarge", 4, 16, False), ("m5.2xlarge", 8, 32, False),
+                     ("m5.4xlarge", 16, 64, False), ("r5.2xlarge", 8, 64, False),
+                     ("g4dn.xlarge", 4, 16, True)),
+    "ronDB": {"mgmd": _types(("t3a.medium", 2, 4, False), ("t3a.large", 2, 8, False)),
+              "ndbd": _types(("r5.large", 2, 16, False), ("r5.xlarge", 4, 32, False),
+                             ("r5.2xlarge", 8, 64, False)),
+              "mysqld": _types(("c5.large", 2, 4, False), ("c5.xlarge", 4, 8, False)),
+              "api": _types(("c5.large", 2, 4, False), ("c5.xlarge", 4, 8, False))}}}
+
+# nodes/modify-instance-type: nodeType -> the ronDB node it changes (head: the head).
+NODE_TYPES = {"head": None, "rondb_data": "ndbd", "rondb_mysql": "mysqld", "rondb_api": "api",
+              "rondb_aio": "ndbd"}
+PORTS = ("featureStore", "onlineFeatureStore", "kafka", "ssh")
+AUTOSCALE_GROUP_FIELDS = ("instanceType", "diskSize", "minWorkers", "maxWorkers",
+                          "standbyWorkers", "downscaleWaitTime")
+RESTORE_FIELDS = ("name", "sshKeyName", "tags", "autoscale", "instanceProfileArn",
+                  "headInstanceProfileArn", "vpcId", "subnetId", "securityGroupId")
 
 FAULT_MESSAGES = {400: "Bad request", 401: "Unauthorized", 404: "not found", 409: "Conflict",
                   429: "Too many requests", 500: "Internal server error", 502: "Bad gateway",
@@ -163,6 +252,10 @@ def _bad(message):
 
 def _not_found():
     return ApiError(404, "cluster not found")
+
+
+def _not_allowed(method, path):
+    return ApiError(405, f"method {method} not allowed on {path}")
 
 
 def _ok(payload=None):
@@ -302,6 +395,196 @@ def validate_create(body):
     return cluster
 
 
+# --- Validation of the day-2, backup and restore bodies -------------------------------------
+
+
+def _object(value, where):
+    if value is None:
+        raise _bad(f"{where} is required")
+    if not isinstance(value, dict):
+        raise _bad(f"{where} must be an object")
+    return value
+
+
+def _body(body, key, allowed):
+    """body[key], an object whose fields are all in `allowed`; the body has no other field."""
+    _object(body, "the request body")
+    _only(body, (key,), "")
+    value = _object(body.get(key), key)
+    _only(value, allowed, f"{key}.")
+    return value
+
+
+def _only(obj, allowed, where):
+    unknown = sorted(set(obj) - set(allowed))
+    if unknown:
+        raise _bad(f"unexpected field {where}{unknown[0]} (expected: {', '.join(allowed)})")
+
+
+def _require_int(obj, key, where, minimum):
+    value = _get(obj, key, int, where)
+    if value is None:
+        raise _bad(f"{where}{key} is required")
+    if value < minimum:
+        raise _bad(f"{where}{key} must be at least {minimum}, got {value}")
+    return value
+
+
+def _spot_info(obj, where):
+    spot = _get(obj, "spotInfo", dict, where)
+    if spot is None:
+        return None
+    where = f"{where}spotInfo."
+    _only(spot, ("maxPrice", "fallBackOnDemand"), where)
+    price = _require_int(spot, "maxPrice", where, 1)
+    if price > 200:
+        raise _bad(f"{where}maxPrice must be at most 200 (% of the on-demand price), got {price}")
+    if _get(spot, "fallBackOnDemand", bool, where) is None:
+        raise _bad(f"{where}fallBackOnDemand is required")
+    return spot
+
+
+def validate_workers(body):
+    """[{instanceType, diskSize, count, spotInfo?}] of a POST or DELETE .../workers."""
+    _object(body, "the request body")
+    _only(body, ("workers",), "")
+    workers = _get(body, "workers", list)
+    if not workers:
+        raise _bad("workers is required: a non-empty array of {instanceType, diskSize, count}")
+    groups = []
+    for i, worker in enumerate(workers):
+        where = f"workers[{i}]."
+        if not isinstance(worker, dict):
+            raise _bad(f"workers[{i}] must be an object")
+        _only(worker, ("instanceType", "diskSize", "count", "spotInfo"), where)
+        group = {"instanceType": _require(worker, "instanceType", where),
+                 "diskSize": _require_int(worker, "diskSize", where, 1),
+                 "count": _require_int(worker, "count", where, 1)}
+        spot = _spot_info(worker, where)
+        if spot is not None:
+            group["spotInfo"] = spot
+        groups.append(group)
+    return groups
+
+
+def validate_autoscale(autoscale, where="autoscale."):
+    """The `autoscale` object ({nonGpu, gpu?}) of POST .../autoscale or a restore."""
+    _only(autoscale, ("nonGpu", "gpu"), where)
+    if autoscale.get("nonGpu") is None and autoscale.get("gpu") is None:
+        raise _bad(f"{where}nonGpu is required")
+    for kind in ("nonGpu", "gpu"):
+        group = _get(autoscale, kind, dict, where)
+        if group is None:
+            continue
+        at = f"{where}{kind}."
+        _only(group, AUTOSCALE_GROUP_FIELDS + ("spotInfo",), at)
+        _require(group, "instanceType", at)
+        _require_int(group, "diskSize", at, 1)
+        low = _require_int(group, "minWorkers", at, 0)
+        high = _require_int(group, "maxWorkers", at, 1)
+        if high < low:
+            raise _bad(f"{at}maxWorkers ({high}) must be at least minWorkers ({low})")
+        standby = group.get("standbyWorkers")
+        if standby is None:
+            raise _bad(f"{at}standbyWorkers is required")
+        if not isinstance(standby, (int, float)) or isinstance(standby, bool) or standby < 0:
+            raise _bad(f"{at}standbyWorkers must be a number >= 0, got {standby!r}")
+        _require_int(group, "downscaleWaitTime", at, 0)
+        _spot_info(group, at)
+    return autoscale
+
+
+def validate_ports(body):
+    ports = _body(body, "ports", PORTS)
+    for key in PORTS:
+        if _get(ports, key, bool, "ports.") is None:
+            raise _bad(f"ports.{key} is required")
+    return {key: ports[key] for key in PORTS}
+
+
+def validate_upgrade(body):
+    """(version, dockerRegistryAccount or None) of POST .../upgrade."""
+    _object(body, "the request body")
+    _only(body, ("version", "dockerRegistryAccount"), "")
+    version = _require(body, "version")
+    account = _get(body, "dockerRegistryAccount", str) or None
+    if account is not None and not ACCOUNT_ID.fullmatch(account):
+        raise _bad(f"invalid dockerRegistryAccount {account!r}: it must be a 12-digit AWS "
+                   "account id")
+    return version, account
+
+
+def validate_node_info(body):
+    """(nodeType, instanceType) of PUT .../nodes/modify-instance-type."""
+    info = _body(body, "nodeInfo", ("nodeType", "instanceType"))
+    node_type = _require(info, "nodeType", "nodeInfo.")
+    if node_type not in NODE_TYPES:
+        raise _bad(f"nodeInfo.nodeType must be one of {', '.join(NODE_TYPES)}, got "
+                   f"{node_type!r}")
+    return node_type, _require(info, "instanceType", "nodeInfo.")
+
+
+def validate_backup(body):
+    """(clusterId, backupName) of POST /api/backups."""
+    backup = _body(body, "backup", ("clusterId", "backupName"))
+    return _require(backup, "clusterId", "backup."), _require(backup, "backupName", "backup.")
+
+
+def validate_restore(body):
+    """The `cluster` object of POST /api/clusters/restore/{id}: overrides, all optional."""
+    cluster = _body(body, "cluster", RESTORE_FIELDS)
+    for key in RESTORE_FIELDS:
+        if key not in ("tags", "autoscale"):
+            _get(cluster, key, str, "cluster.")
+    if "name" in cluster and not cluster["name"]:
+        raise _bad("cluster.name must not be empty (leave it out to keep the backup's)")
+    for key in ("instanceProfileArn", "headInstanceProfileArn"):
+        value = cluster.get(key) or ""
+        if value and not INSTANCE_PROFILE_ARN.fullmatch(value):
+            raise _bad(f"invalid cluster.{key} {value!r}: it must match "
+                       f"{INSTANCE_PROFILE_ARN.pattern}")
+    tags = _get(cluster, "tags", list, "cluster.")
+    for i, tag in enumerate(tags or []):
+        where = f"cluster.tags[{i}]."
+        if not isinstance(tag, dict):
+            raise _bad(f"cluster.tags[{i}] must be an object")
+        _only(tag, ("name", "value"), where)
+        _require(tag, "name", where)
+        if _get(tag, "value", str, where) is None:
+            raise _bad(f"{where}value is required")
+    autoscale = _get(cluster, "autoscale", dict, "cluster.")
+    if autoscale is not None:
+        validate_autoscale(autoscale, "cluster.autoscale.")
+    return cluster
+
+
+def _version_key(version):
+    """3.9.0 -> (3, 9, 0); the text is cut at the first `_`, as the provider does."""
+    try:
+        return tuple(int(p) for p in version.split("_", 1)[0].split("."))
+    except ValueError:
+        return ()
+
+
+def validate_versions(versions):
+    """The `versions` behaviour: a catalogue like GET .../versions/AWS's, or None (the default)."""
+    if versions is None:
+        return None
+    if not isinstance(versions, list) or not versions:
+        raise ValueError("versions must be a non-empty array of {version, upgradableFromVersion"
+                         ", default?, experimental?} or null")
+    catalogue = []
+    for i, v in enumerate(versions):
+        if not isinstance(v, dict) or not isinstance(v.get("version"), str) or not v["version"]:
+            raise ValueError(f"versions[{i}].version must be a non-empty string")
+        if not isinstance(v.get("upgradableFromVersion", ""), str):
+            raise ValueError(f"versions[{i}].upgradableFromVersion must be a string")
+        entry = _version_entry(v["version"], v.get("upgradableFromVersion", ""))
+        entry.update(v)
+        catalogue.append(entry)
+    return catalogue
+
+
 # --- Clusters --------------------------------------------------------------------------------
 
 
@@ -322,10 +605,34 @@ class Cluster:
     started_on: int | None = None
     head_node_id: str = field(default_factory=lambda: "i-0" + secrets.token_hex(8))
     ecr: dict = field(default_factory=dict)  # what the side effects did (control view)
+    effects: dict = field(default_factory=dict)  # index into states -> applied on entering it
+    ports: dict = field(default_factory=lambda: dict.fromkeys(PORTS, False))
+    upgrade: dict | None = None  # upgradeInProgress {from, to}
+    last_upgrade: dict | None = None  # the upgrade a rollback undoes (done or failed)
+    restored_from: str | None = None  # the backup's id
 
     @property
     def name(self):
         return self.spec["name"]
+
+    @property
+    def busy(self):
+        """In the middle of a sequence (boot, a day-2 operation): not at its last state."""
+        return self.index < len(self.states) - 1
+
+    def begin(self, states, effects=None):
+        """Start a state sequence; `effects`: index -> function(cluster), run on entering it."""
+        self.states, self.index, self.seen = tuple(states), 0, 0
+        self.effects = dict(effects or {})
+        if 0 in self.effects:
+            self.effects.pop(0)(self)
+
+    def advance(self):
+        self.index += 1
+        self.seen = 0
+        effect = self.effects.pop(self.index, None)
+        if effect is not None:
+            effect(self)
 
     @property
     def state(self):
@@ -338,6 +645,36 @@ class Cluster:
     @property
     def live(self):
         return not self.gone
+
+
+@dataclass
+class Backup:
+    id: str
+    name: str
+    cluster_id: str
+    created_on: int
+    snapshot: dict  # {"spec": the cluster's create fields then, "ports": ...}
+    origin: str  # "api" or "control"
+    fail_with: str | None = None  # stateMessage once failed
+    state: str = BACKUP_PENDING
+    seen: int = 0  # GETs that reported the current state
+    gets: int = 0
+    deleted: bool = False
+
+    def view(self):
+        return {"backupId": self.id, "backupName": self.name, "clusterId": self.cluster_id,
+                "createdOn": self.created_on, "cloudProvider": "AWS", "state": self.state,
+                "stateMessage": (self.fail_with or "") if self.state == BACKUP_FAILED else ""}
+
+
+def _group_key(group):
+    """What tells worker groups apart: instance type, disk size, spot pricing."""
+    return (group.get("instanceType"), group.get("diskSize"),
+            json.dumps(group.get("spotInfo"), sort_keys=True))
+
+
+def _no_backup():
+    return ApiError(404, "no backup")
 
 
 def _manifest(cluster_id, name):
@@ -365,8 +702,11 @@ class HopsworksDouble:
         self._defaults = defaults
         self._lock = threading.Lock()
         self._clusters = {}  # id -> Cluster, including gone ones
+        self._backups = {}  # id -> Backup, including deleted ones
         self._behaviour = {"polls_per_state": 1, "fail_next_with": None,
-                           "leave_ecr_repos": False, "delete_lag_polls": 0}
+                           "leave_ecr_repos": False, "delete_lag_polls": 0,
+                           "fail_upgrade_with": None, "fail_next_backup_with": None,
+                           "versions": None}
         self._faults = []
         self._requests = []
         self._server = LoopbackHTTPServer(("127.0.0.1", 0), _HopsworksHandler)
@@ -401,10 +741,12 @@ class HopsworksDouble:
             n = changes["polls_per_state"]
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ValueError("polls_per_state must be an integer >= 1")
-        if "fail_next_with" in changes:
-            text = changes["fail_next_with"]
+        for key in ("fail_next_with", "fail_upgrade_with", "fail_next_backup_with"):
+            text = changes.get(key)
             if text is not None and (not isinstance(text, str) or not text):
-                raise ValueError("fail_next_with must be a non-empty string or null")
+                raise ValueError(f"{key} must be a non-empty string or null")
+        if "versions" in changes:
+            changes = {**changes, "versions": validate_versions(changes["versions"])}
         if "leave_ecr_repos" in changes and not isinstance(changes["leave_ecr_repos"], bool):
             raise ValueError("leave_ecr_repos must be a boolean")
         if "delete_lag_polls" in changes:
@@ -448,10 +790,45 @@ class HopsworksDouble:
             c = self._clusters.get(cluster_id)
             return None if c is None else self._control_view(c)
 
-    def create_running(self, fields):
-        """A cluster already `running` (its ECR repositories pushed), from flat create fields
-        over defaults. Checked as a create request, except for EKS sharing: tests use this to
-        make a cluster that already holds an EKS cluster. ValueError if invalid."""
+    def backups(self):
+        """Every backup ever (deleted ones flagged), in creation order, with its snapshot."""
+        with self._lock:
+            return [self._backup_control_view(b) for b in self._backups.values()]
+
+    def backup(self, backup_id):
+        with self._lock:
+            b = self._backups.get(backup_id)
+            return None if b is None else self._backup_control_view(b)
+
+    def create_succeeded_backup(self, body):
+        """A backup already `succeed` holding the snapshot of a cluster that is not here (of
+        another account, or long gone): {"cluster": {flat create fields over defaults, "name"
+        required}, "ports"?, "backupName"?, "clusterId"?}. ValueError if invalid."""
+        if not isinstance(body, dict):
+            raise ValueError('expected {"cluster": {...}, "ports"?, "backupName"?, "clusterId"?}')
+        unknown = set(body) - {"cluster", "ports", "backupName", "clusterId"}
+        if unknown:
+            raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
+        spec = self._control_spec(body.get("cluster"))
+        ports = body.get("ports") or dict.fromkeys(PORTS, False)
+        for key in ("backupName", "clusterId"):
+            if body.get(key) is not None and (not isinstance(body[key], str) or not body[key]):
+                raise ValueError(f"{key} must be a non-empty string")
+        try:
+            validate_create({"cloudProvider": "AWS", "cluster": spec})
+            ports = validate_ports({"ports": ports})
+        except ApiError as e:
+            raise ValueError(e.message)
+        with self._lock:
+            b = Backup(str(uuid.uuid4()), body.get("backupName") or
+                       f"bench-backup-{secrets.token_hex(4)}",
+                       body.get("clusterId") or str(uuid.uuid4()), int(time.time()),
+                       {"spec": spec, "ports": ports}, "control", state=BACKUP_SUCCEED)
+            self._backups[b.id] = b
+            return self._backup_control_view(b)
+
+    def _control_spec(self, fields):
+        """Flat create fields over defaults, as the control API makes clusters."""
         if not isinstance(fields, dict):
             raise ValueError("expected an object of cluster fields")
         spec = {
@@ -469,6 +846,13 @@ class HopsworksDouble:
             # The provider's rule: the account of the instance profile.
             m = INSTANCE_PROFILE_ARN.fullmatch(spec["instanceProfileArn"] or "")
             spec["ecrRegistryAccountId"] = m.group(1) if m else ""
+        return spec
+
+    def create_running(self, fields):
+        """A cluster already `running` (its ECR repositories pushed), from flat create fields
+        over defaults. Checked as a create request, except for EKS sharing: tests use this to
+        make a cluster that already holds an EKS cluster. ValueError if invalid."""
+        spec = self._control_spec(fields)
         with self._lock:
             try:
                 validate_create({"cloudProvider": "AWS", "cluster": spec})
@@ -536,9 +920,8 @@ class HopsworksDouble:
                     c.gone = True
                     self._remove_ecr_repositories(c)
                     raise _not_found()
-                if c.index < len(c.states) - 1:
-                    c.index += 1
-                    c.seen = 0
+                if c.busy:
+                    c.advance()
                     self._enter_state(c)
             c.seen += 1
             c.gets += 1
@@ -555,9 +938,244 @@ class HopsworksDouble:
             c = self._clusters.get(cluster_id)
             if c is None or c.gone:
                 raise _not_found()
-            if not c.deleting:  # a repeated DELETE changes nothing
-                c.deleting, c.seen = True, 0
-                c.delete_lag = self._behaviour["delete_lag_polls"]
+            if c.deleting:  # a repeated DELETE changes nothing
+                return
+            pending = self._pending_backup(c)
+            if pending is not None:
+                raise _bad(f"cluster {c.name} ({c.id}) has a backup in progress "
+                           f"({pending.id}): delete it once the backup has finished")
+            c.deleting, c.seen = True, 0
+            c.delete_lag = self._behaviour["delete_lag_polls"]
+
+    # --- Day-2 operations (API side) ------------------------------------------------------------
+
+    def stop_cluster(self, cluster_id):
+        with self._lock:
+            c = self._live(cluster_id)
+            self._require_idle(c, "stop it")
+            c.begin(STOP)
+
+    def start_cluster(self, cluster_id):
+        with self._lock:
+            c = self._live(cluster_id)
+            if c.deleting or c.state != "stopped" or c.busy:
+                raise _bad(f"cluster {c.name} ({c.id}) is {self._shown_state(c)}, not stopped: "
+                           "only a stopped cluster can be started")
+            c.begin(START)
+
+    def add_workers(self, cluster_id, groups):
+        with self._lock:
+            c = self._live(cluster_id)
+            self._require_idle(c, "add workers")
+            if c.spec.get("autoscale"):
+                raise _bad(f"cluster {c.name} ({c.id}) has autoscale enabled: workers and "
+                           "autoscale are exclusive; disable autoscale first")
+
+            def apply(c):
+                workers = c.spec.setdefault("clusterConfiguration", {}).setdefault("workers", [])
+                for group in groups:
+                    same = next((w for w in workers if _group_key(w) == _group_key(group)), None)
+                    if same is None:
+                        workers.append(copy.deepcopy(group))
+                    else:
+                        same["count"] = (same.get("count") or 0) + group["count"]
+            c.begin(UPDATE, {1: apply})
+
+    def remove_workers(self, cluster_id, groups):
+        with self._lock:
+            c = self._live(cluster_id)
+            self._require_idle(c, "remove workers")
+            wanted = {}
+            for group in groups:
+                wanted[_group_key(group)] = wanted.get(_group_key(group), 0) + group["count"]
+            have = {}
+            for w in self._workers(c):
+                have[_group_key(w)] = have.get(_group_key(w), 0) + (w.get("count") or 0)
+            for key, count in wanted.items():
+                if have.get(key, 0) < count:
+                    raise _bad(f"cluster {c.name} ({c.id}) has {have.get(key, 0)} workers of "
+                               f"type {key[0]} with {key[1]} GB disks"
+                               f"{' (spot)' if key[2] != 'null' else ''}, cannot remove {count}")
+
+            def apply(c):
+                left = dict(wanted)
+                for w in self._workers(c):
+                    take = min(left.get(_group_key(w), 0), w.get("count") or 0)
+                    left[_group_key(w)] = left.get(_group_key(w), 0) - take
+                    w["count"] = (w.get("count") or 0) - take
+                c.spec["clusterConfiguration"]["workers"] = [
+                    w for w in self._workers(c) if w["count"] > 0]
+            c.begin(UPDATE, {1: apply})
+
+    def set_autoscale(self, cluster_id, autoscale):
+        with self._lock:
+            c = self._live(cluster_id)
+            self._require_idle(c, "configure autoscale")
+            count = sum(w.get("count") or 0 for w in self._workers(c))
+            if count:
+                raise _bad(f"cluster {c.name} ({c.id}) has {count} workers: workers and "
+                           "autoscale are exclusive; remove the workers first")
+
+            def apply(c):
+                c.spec["autoscale"] = copy.deepcopy(autoscale)
+            c.begin(UPDATE, {1: apply})
+
+    def disable_autoscale(self, cluster_id):
+        with self._lock:
+            c = self._live(cluster_id)
+            self._require_idle(c, "disable autoscale")
+            if not c.spec.get("autoscale"):
+                raise _bad(f"cluster {c.name} ({c.id}) has no autoscale to disable")
+            c.begin(UPDATE, {1: lambda c: c.spec.pop("autoscale", None)})
+
+    def set_ports(self, cluster_id, ports):
+        with self._lock:
+            c = self._live(cluster_id)
+            self._require_idle(c, "open or close ports")
+            c.begin(UPDATE, {1: lambda c: setattr(c, "ports", dict(ports))})
+
+    def upgrade(self, cluster_id, version, account):
+        with self._lock:
+            c = self._live(cluster_id)
+            self._require_idle(c, "upgrade it")
+            current = c.spec.get("version") or DEFAULT_VERSION
+            catalogue = self._versions()
+            entry = next((v for v in catalogue if v["version"] == version), None)
+            if entry is None:
+                raise _bad(f"version {version} is not a supported Hopsworks version (supported: "
+                           f"{', '.join(v['version'] for v in catalogue)})")
+            if entry["upgradableFromVersion"] != current:
+                raise _bad(f"cluster {c.name} ({c.id}) runs {current}: version {version} can "
+                           f"only be upgraded to from {entry['upgradableFromVersion'] or 'none'}")
+            registry = c.spec.get("ecrRegistryAccountId") or ""
+            if registry and _version_key(version) > (3, 0, 0):
+                if account is None:
+                    raise _bad(f"dockerRegistryAccount is required: the cluster's "
+                               f"ecrRegistryAccountId is {registry}")
+                if account != registry:
+                    raise _bad(f"dockerRegistryAccount {account} differs from the cluster's "
+                               f"ecrRegistryAccountId {registry} (it cannot change)")
+            move = {"from": current, "to": version}
+            fail_with = self._behaviour["fail_upgrade_with"]
+
+            def begin(c):
+                c.upgrade, c.last_upgrade = dict(move), dict(move)
+
+            def done(c):
+                c.spec["version"], c.upgrade = move["to"], None
+
+            if fail_with:
+                c.begin(UPGRADE_THEN_FAIL,
+                        {0: begin, 2: lambda c: setattr(c, "error_text", fail_with)})
+            else:
+                c.begin(UPGRADE, {0: begin, len(UPGRADE) - 1: done})
+
+    def rollback(self, cluster_id):
+        with self._lock:
+            c = self._live(cluster_id)
+            move = c.last_upgrade
+            if move is None:
+                raise _bad(f"cluster {c.name} ({c.id}) has no upgrade to roll back")
+            failed = c.state == "error" and c.upgrade is not None and not c.deleting
+            if not failed:
+                self._require_idle(c, "roll back its upgrade")
+
+            def done(c):
+                c.spec["version"] = move["from"]
+                c.upgrade = c.last_upgrade = c.error_text = None
+            c.begin(RESTART, {len(RESTART) - 1: done})
+
+    def modify_instance_type(self, cluster_id, node_type, instance_type):
+        with self._lock:
+            c = self._live(cluster_id)
+            self._require_idle(c, "change an instance type")
+            config = c.spec.setdefault("clusterConfiguration", {})
+            if node_type == "head":
+                node = config.setdefault("head", {})
+            else:
+                ron = c.spec.get("ronDB")
+                if not isinstance(ron, dict):
+                    raise _bad(f"cluster {c.name} ({c.id}) has no RonDB configuration: "
+                               f"nodeType {node_type} does not apply")
+                if (node_type == "rondb_aio") != bool(ron.get("allInOne")):
+                    raise _bad(f"nodeType {node_type} does not apply to cluster {c.name}: its "
+                               f"RonDB is {'' if ron.get('allInOne') else 'not '}all-in-one"
+                               f"{' (use rondb_aio)' if ron.get('allInOne') else ''}")
+                node = ron.get(NODE_TYPES[node_type])
+                if not isinstance(node, dict) or (node.get("count") or 0) < 1:
+                    raise _bad(f"cluster {c.name} ({c.id}) has no {node_type} nodes")
+            if node.get("instanceType") == instance_type:
+                raise _bad(f"the {node_type} of cluster {c.name} ({c.id}) is already "
+                           f"{instance_type}")
+            c.begin(RESTART, {len(RESTART) - 1:
+                              lambda c: node.__setitem__("instanceType", instance_type)})
+
+    def versions(self):
+        with self._lock:
+            return self._versions()
+
+    # --- Backups and restore (API side) ---------------------------------------------------------
+
+    def create_backup(self, cluster_id, name):
+        with self._lock:
+            c = self._clusters.get(cluster_id)
+            if c is None or c.gone:
+                raise _bad(f"no cluster {cluster_id}: backup.clusterId must name a cluster")
+            same = next((b for b in self._backups.values() if b.cluster_id == c.id
+                         and b.name == name and not b.deleted), None)
+            if same is not None:
+                raise _bad(f"cluster {c.name} ({c.id}) already has a backup named {name} "
+                           f"({same.id})")
+            self._require_idle(c, "back it up")
+            fail_with = self._behaviour["fail_next_backup_with"]
+            self._behaviour["fail_next_backup_with"] = None  # one-shot
+            b = Backup(str(uuid.uuid4()), name, c.id, int(time.time()),
+                       {"spec": copy.deepcopy(c.spec), "ports": dict(c.ports)}, "api",
+                       fail_with)
+            self._backups[b.id] = b
+            return b.id
+
+    def get_backup(self, backup_id):
+        """The backup as GET shows it, after counting this GET as a poll (state changes)."""
+        with self._lock:
+            b = self._backup(backup_id)
+            if b.state == BACKUP_PENDING and b.seen >= self._behaviour["polls_per_state"]:
+                b.state = BACKUP_FAILED if b.fail_with else BACKUP_SUCCEED
+                b.seen = 0
+            b.seen += 1
+            b.gets += 1
+            return b.view()
+
+    def list_backups(self, cluster_id):
+        with self._lock:
+            return [b.view() for b in self._backups.values()
+                    if not b.deleted and cluster_id in (None, b.cluster_id)]
+
+    def delete_backup(self, backup_id):
+        with self._lock:
+            b = self._backup(backup_id)
+            if b.state == BACKUP_PENDING:
+                raise _bad(f"backup {b.name} ({b.id}) is still pending: delete it once it has "
+                           "finished")
+            b.deleted = True
+
+    def restore(self, backup_id, overrides):
+        """A new cluster from a backup's snapshot, `overrides` (validate_restore's) on top."""
+        with self._lock:
+            b = self._backup(backup_id)
+            if b.state != BACKUP_SUCCEED:
+                raise _bad(f"backup {b.name} ({b.id}) is {b.state}: only a backup in state "
+                           f"{BACKUP_SUCCEED} can be restored")
+            spec = copy.deepcopy(b.snapshot["spec"])
+            spec.update(copy.deepcopy(overrides))
+            validate_create({"cloudProvider": "AWS", "cluster": spec})
+            self._check_name(spec["name"])
+            self._check_eks(spec)
+            fail_with = self._behaviour["fail_next_with"]
+            self._behaviour["fail_next_with"] = None  # one-shot, as for a create
+            c = self._new_cluster(spec, "api", BOOT_THEN_FAIL if fail_with else BOOT, fail_with)
+            c.ports, c.restored_from = dict(b.snapshot["ports"]), b.id
+            return c.id
 
     # --- Internals (lock held) ----------------------------------------------------------------
 
@@ -573,6 +1191,45 @@ class HopsworksDouble:
             raise _bad(f"EKS cluster {eks} is already used by Hopsworks cluster {other.name} "
                        f"({other.id})")
 
+    def _live(self, cluster_id):
+        c = self._clusters.get(cluster_id)
+        if c is None or c.gone:
+            raise _not_found()
+        return c
+
+    def _backup(self, backup_id):
+        b = self._backups.get(backup_id)
+        if b is None or b.deleted:
+            raise _no_backup()
+        return b
+
+    def _pending_backup(self, c):
+        return next((b for b in self._backups.values() if b.cluster_id == c.id
+                     and not b.deleted and b.state == BACKUP_PENDING), None)
+
+    def _shown_state(self, c):
+        return c.state if not c.delete_lag else f"{SHUTTING_DOWN} (requested)"
+
+    def _require_idle(self, c, what):
+        """400 unless the cluster is running with nothing else under way."""
+        if c.deleting:
+            raise _bad(f"cluster {c.name} ({c.id}) is being deleted: cannot {what}")
+        if c.state != "running" or c.busy:
+            shown = "upgrading" if c.upgrade else (
+                "updating" if c.state == "running" else c.state)
+            raise _bad(f"cluster {c.name} ({c.id}) is {shown}, not running: to {what} it must "
+                       "be running with no operation under way; wait until it is")
+        pending = self._pending_backup(c)
+        if pending is not None:
+            raise _bad(f"cluster {c.name} ({c.id}) has a backup in progress ({pending.id}): "
+                       f"to {what} wait until the backup has finished")
+
+    def _workers(self, c):
+        return (c.spec.get("clusterConfiguration") or {}).get("workers") or []
+
+    def _versions(self):
+        return copy.deepcopy(self._behaviour["versions"] or DEFAULT_VERSIONS)
+
     def _check_name(self, name):
         if any(c.live and c.name == name for c in self._clusters.values()):
             raise _bad(f"a cluster named {name} already exists")
@@ -587,7 +1244,8 @@ class HopsworksDouble:
     def _enter_state(self, c):
         if c.state == "running":
             c.started_on = int(time.time())
-            self._push_ecr_images(c)
+            if not c.ecr:  # the first time it runs
+                self._push_ecr_images(c)
 
     def _push_ecr_images(self, c):
         account = c.spec.get("ecrRegistryAccountId") or ""
@@ -644,7 +1302,7 @@ class HopsworksDouble:
                                                     range(count)]})
             next_ip += count
         view = {"id": c.id, "name": c.name, "state": state,
-                "activationState": "stoppable" if state == "running" else "terminable",
+                "activationState": ACTIVATION.get(state, "terminable"),
                 "initializationStage": INITIALIZATION_STAGE[state],
                 "createdOn": c.created_on}
         # Like the contract's vector 2, a cluster that never ran has no startedOn and no url.
@@ -672,12 +1330,13 @@ class HopsworksDouble:
             if s.get(key) is not None:
                 aws[key] = s[key]
         view["aws"] = aws
-        view["ports"] = {"featureStore": False, "onlineFeatureStore": False, "kafka": False,
-                         "ssh": False}
+        view["ports"] = dict(c.ports)
         for key in ("ronDB", "autoscale"):
             if s.get(key) is not None:
                 view[key] = s[key]
-        view["backupPipelineInProgress"] = False
+        if c.upgrade is not None:
+            view["upgradeInProgress"] = dict(c.upgrade)
+        view["backupPipelineInProgress"] = self._pending_backup(c) is not None
         # The create flags, echoed back.
         for key, default in (("initScript", ""), ("runInitScriptFirst", False), ("os", "ubuntu"),
                              ("deactivateLogReport", False), ("collectLogs", False)):
@@ -691,7 +1350,14 @@ class HopsworksDouble:
         view = self._api_view(c)
         view["bench"] = {"origin": c.origin, "gets": c.gets, "create_request": {
             "cloudProvider": "AWS", "cluster": copy.deepcopy(c.spec)},
-            "ecr": copy.deepcopy(c.ecr) or None}
+            "ecr": copy.deepcopy(c.ecr) or None, "restored_from": c.restored_from,
+            "last_upgrade": copy.deepcopy(c.last_upgrade)}
+        return view
+
+    def _backup_control_view(self, b):
+        view = b.view()
+        view["bench"] = {"origin": b.origin, "gets": b.gets, "deleted": b.deleted,
+                         "snapshot": copy.deepcopy(b.snapshot)}
         return view
 
 
@@ -792,26 +1458,87 @@ class _HopsworksHandler(JsonHandler):
 
     def _route(self, double, method, path, query, raw):
         parts = path.strip("/").split("/") if path.strip("/") else []
-        if parts[:2] != ["api", "clusters"] or path.endswith("/"):
+        if path.endswith("/") or parts[:1] != ["api"]:
             raise ApiError(404, f"no such endpoint: {path}")
-        if len(parts) == 2:
+        if parts[1:2] == ["backups"]:
+            return self._route_backups(double, method, path, parts[2:], query, raw)
+        if parts[1:2] != ["clusters"]:
+            raise ApiError(404, f"no such endpoint: {path}")
+        rest = parts[2:]
+        if not rest:
             if method == "GET":
                 cloud = parse_qs(query).get("cloud", [None])[0]
                 return _ok({"clusters": double.list(cloud)})
             if method == "POST":
                 return _ok({"id": double.create(self._json_body(raw))})
-            raise ApiError(405, f"method {method} not allowed on {path}")
-        if len(parts) == 3:
+            raise _not_allowed(method, path)
+        if rest == ["hopsworks", "versions", "AWS"]:
+            if method != "GET":
+                raise _not_allowed(method, path)
+            return _ok({"versions": double.versions()})
+        if rest == ["nodes", "supported-types"]:
+            if method != "GET":
+                raise _not_allowed(method, path)
+            cloud = parse_qs(query).get("cloud", [None])[0]
+            if cloud != "AWS":
+                raise _bad(f"cloud must be AWS, got {cloud!r}")
+            return _ok(copy.deepcopy(SUPPORTED_TYPES))
+        if len(rest) == 2 and rest[0] == "restore":
+            if method != "POST":
+                raise _not_allowed(method, path)
+            overrides = validate_restore(self._json_body(raw))
+            return _ok({"id": double.restore(rest[1], overrides)})
+        cluster_id, suffix = rest[0], "/".join(rest[1:])
+        if not suffix:
             if method == "GET":
-                return _ok({"cluster": double.get(parts[2])})
+                return _ok({"cluster": double.get(cluster_id)})
             if method == "DELETE":
-                double.delete(parts[2])
+                double.delete(cluster_id)
                 return _ok()
-            raise ApiError(405, f"method {method} not allowed on {path}")
-        suffix = "/".join(parts[3:])
-        if suffix in DAY2_SUFFIXES or parts[2] in ("hopsworks", "nodes"):
-            raise ApiError(501, f"{method} {path} is not implemented by the bench's "
-                                "Hopsworks.ai double")
+            raise _not_allowed(method, path)
+        routes = {
+            ("PUT", "stop"): lambda: double.stop_cluster(cluster_id),
+            ("PUT", "start"): lambda: double.start_cluster(cluster_id),
+            ("POST", "workers"): lambda: double.add_workers(
+                cluster_id, validate_workers(self._json_body(raw))),
+            ("DELETE", "workers"): lambda: double.remove_workers(
+                cluster_id, validate_workers(self._json_body(raw))),
+            ("POST", "autoscale"): lambda: double.set_autoscale(
+                cluster_id, validate_autoscale(_body(self._json_body(raw), "autoscale",
+                                                     ("nonGpu", "gpu")))),
+            ("DELETE", "autoscale"): lambda: double.disable_autoscale(cluster_id),
+            ("POST", "ports"): lambda: double.set_ports(
+                cluster_id, validate_ports(self._json_body(raw))),
+            ("POST", "upgrade"): lambda: double.upgrade(
+                cluster_id, *validate_upgrade(self._json_body(raw))),
+            ("PUT", "upgrade/rollback"): lambda: double.rollback(cluster_id),
+            ("PUT", "nodes/modify-instance-type"): lambda: double.modify_instance_type(
+                cluster_id, *validate_node_info(self._json_body(raw))),
+        }
+        action = routes.get((method, suffix))
+        if action is None:
+            if any(s == suffix for _, s in routes):
+                raise _not_allowed(method, path)
+            raise ApiError(404, f"no such endpoint: {path}")
+        action()
+        return _ok()
+
+    def _route_backups(self, double, method, path, rest, query, raw):
+        if not rest:
+            if method == "GET":
+                cluster_id = parse_qs(query).get("clusterId", [None])[0]
+                return _ok({"backups": double.list_backups(cluster_id)})
+            if method == "POST":
+                return _ok({"backupId": double.create_backup(
+                    *validate_backup(self._json_body(raw)))})
+            raise _not_allowed(method, path)
+        if len(rest) == 1:
+            if method == "GET":
+                return _ok({"backup": double.get_backup(rest[0])})
+            if method == "DELETE":
+                double.delete_backup(rest[0])
+                return _ok()
+            raise _not_allowed(method, path)
         raise ApiError(404, f"no such endpoint: {path}")
 
     def _json_body(self, raw):

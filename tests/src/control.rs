@@ -124,8 +124,10 @@ impl Control {
         .await;
     }
 
-    /// `{"polls_per_state"?, "fail_next_with"?, "leave_ecr_repos"?, "delete_lag_polls"?}` of the
-    /// Hopsworks.ai double.
+    /// `{"polls_per_state"?, "fail_next_with"?, "leave_ecr_repos"?, "delete_lag_polls"?,
+    /// "fail_upgrade_with"?, "fail_next_backup_with"?, "versions"?}` of the Hopsworks.ai double
+    /// (a partial update; `null` clears a failure knob, and `versions: null` restores the
+    /// default catalogue).
     pub async fn hopsworks_behaviour(&self, behaviour: Value) {
         self.call(
             reqwest::Method::PUT,
@@ -167,6 +169,47 @@ impl Control {
             .call(reqwest::Method::GET, "/hopsworks/clusters", None)
             .await;
         v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// One cluster the double has or had, as `hopsworks_clusters` shows it.
+    pub async fn hopsworks_cluster(&self, id: &str) -> Value {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/hopsworks/clusters/{id}"),
+            None,
+        )
+        .await
+    }
+
+    /// Every backup the double ever had (deleted ones with `bench.deleted`), each with the
+    /// snapshot of its cluster in `bench.snapshot`.
+    pub async fn hopsworks_backups(&self) -> Vec<Value> {
+        let v = self
+            .call(reqwest::Method::GET, "/hopsworks/backups", None)
+            .await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// One backup, as `hopsworks_backups` shows it.
+    pub async fn hopsworks_backup(&self, id: &str) -> Value {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/hopsworks/backups/{id}"),
+            None,
+        )
+        .await
+    }
+
+    /// A backup already `succeed`, of a cluster that is not in the double: `snapshot` holds
+    /// that cluster's flat create fields (`name` required; the rest default as
+    /// `create_hopsworks_cluster`'s). Returns the backup (its id in `backupId`).
+    pub async fn create_hopsworks_backup(&self, snapshot: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/hopsworks/backups",
+            Some(json!({ "cluster": snapshot })),
+        )
+        .await
     }
 
     /// A cluster made directly in `running` (someone else's).
