@@ -113,12 +113,40 @@ fn every_function_is_arm64_on_provided_al2023_and_built_by_cargo_lambda() {
             manifest.contains(&format!("name = \"{binary}\"")),
             "{name}: functions/{binary}/Cargo.toml has no bin {binary}"
         );
-        assert!(
-            p.get("LoggingConfig").is_some() || globals.get("LoggingConfig").is_some(),
-            "{name} has no log group of its own"
-        );
     }
     assert_ne!(functions, 0, "no AWS::Serverless::Function in the template");
+}
+
+/// `aws logs tail` on a function's group shows that function alone, as JSON lines; the format
+/// may come from Globals (SAM merges LoggingConfig key by key), the group may not.
+#[test]
+fn each_function_logs_json_to_a_log_group_of_its_own() {
+    let template = template();
+    let resources = template["Resources"].as_object().expect("Resources");
+    let global_format = &template["Globals"]["Function"]["LoggingConfig"]["LogFormat"];
+    let mut groups = BTreeSet::new();
+    for (name, r) in resources {
+        if r["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let logging = &r["Properties"]["LoggingConfig"];
+        let format = logging.get("LogFormat").unwrap_or(global_format);
+        assert_eq!(format, "JSON", "{name}: its log format");
+        let group = logging["LogGroup"].as_str().unwrap_or_else(|| {
+            panic!("{name} names no log group (Lambda would make one that outlives the stack)")
+        });
+        assert_eq!(
+            resources.get(group).map(|g| &g["Type"]),
+            Some(&Value::from("AWS::Logs::LogGroup")),
+            "{name}: {group} is not a log group of the stack"
+        );
+        assert!(groups.insert(group), "{name} shares the log group {group}");
+    }
+    assert_ne!(
+        groups.len(),
+        0,
+        "no AWS::Serverless::Function in the template"
+    );
 }
 
 /// CloudFormation updates these roles before the resources that use them and deletes the old
