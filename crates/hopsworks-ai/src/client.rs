@@ -9,7 +9,10 @@
 //! [`Client::create_cluster`].
 
 use crate::key::ApiKey;
-use crate::model::{Cluster, CreateRequest, NewCluster};
+use crate::model::{
+    Autoscale, AutoscaleRequest, Cluster, CreateRequest, ModifyInstanceTypeRequest, NewCluster,
+    NodeInfo, NodeType, Ports, PortsRequest, UpgradeRequest, Version, Workers, WorkersRequest,
+};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
@@ -48,6 +51,11 @@ pub enum Error {
     /// attempt could start): the caller's time ran out, not necessarily Hopsworks.ai's patience.
     #[error("Hopsworks.ai gave no answer in the time left{}", last_error(.last))]
     OutOfTime { last: String },
+    /// A change ([`Client::add_workers`] and the other day-2 calls) sent but not clearly answered
+    /// (a 5xx, a dropped connection, a timeout): Hopsworks.ai may have applied it, so it is not
+    /// sent again; the caller reads the cluster to learn what happened.
+    #[error("Hopsworks.ai gave no clear answer to {what}, which it may have applied: {last}")]
+    Unanswered { what: String, last: String },
     #[error("the Hopsworks.ai client could not be built: {0}")]
     Setup(String),
 }
@@ -73,6 +81,12 @@ impl Error {
     /// with more time, in a new invocation, rather than a failure.
     pub fn is_out_of_time(&self) -> bool {
         matches!(self, Error::OutOfTime { .. })
+    }
+
+    /// Whether a change was sent without a clear answer ([`Error::Unanswered`]): it may have been
+    /// applied.
+    pub fn is_unanswered(&self) -> bool {
+        matches!(self, Error::Unanswered { .. })
     }
 
     /// Whether Hopsworks.ai refused the key (HTTP 401 or 403).
@@ -143,6 +157,9 @@ enum Attempt {
     Retry {
         last: String,
         after: Option<Duration>,
+        /// Whether the request may have reached Hopsworks.ai and taken effect (a 5xx, a dropped
+        /// connection or a timeout after it was sent), unlike a throttled or refused connection.
+        maybe_applied: bool,
     },
 }
 
@@ -213,7 +230,9 @@ impl Client {
                 },
                 Attempt::Done(Err(e @ Error::Api { .. })) => e,
                 Attempt::Done(Err(e)) => return Err(e),
-                Attempt::Retry { last: why, after } => {
+                Attempt::Retry {
+                    last: why, after, ..
+                } => {
                     warn!(attempt, error = %why, "create: no clear answer; looking before trying again");
                     last = why;
                     if attempt < self.retry.attempts {
@@ -288,6 +307,195 @@ impl Client {
         })
     }
 
+    /// Add workers: `POST /api/clusters/{id}/workers`. Not repeated once it may have been
+    /// applied ([`Error::Unanswered`]): adding twice would add twice as many.
+    pub async fn add_workers(&self, id: &str, workers: &[Workers]) -> Result<(), Error> {
+        let body = to_body(&WorkersRequest { workers })?;
+        self.change(
+            Method::POST,
+            &format!("/api/clusters/{id}/workers"),
+            &body,
+            "adding workers",
+        )
+        .await
+    }
+
+    /// Remove workers (the same body as adding): `DELETE /api/clusters/{id}/workers`.
+    pub async fn remove_workers(&self, id: &str, workers: &[Workers]) -> Result<(), Error> {
+        let body = to_body(&WorkersRequest { workers })?;
+        self.change(
+            Method::DELETE,
+            &format!("/api/clusters/{id}/workers"),
+            &body,
+            "removing workers",
+        )
+        .await
+    }
+
+    /// Turn autoscale on or change it: `POST /api/clusters/{id}/autoscale`.
+    pub async fn set_autoscale(&self, id: &str, autoscale: &Autoscale) -> Result<(), Error> {
+        let body = to_body(&AutoscaleRequest { autoscale })?;
+        self.change(
+            Method::POST,
+            &format!("/api/clusters/{id}/autoscale"),
+            &body,
+            "setting autoscale",
+        )
+        .await
+    }
+
+    /// Turn autoscale off: `DELETE /api/clusters/{id}/autoscale`.
+    pub async fn disable_autoscale(&self, id: &str) -> Result<(), Error> {
+        self.change(
+            Method::DELETE,
+            &format!("/api/clusters/{id}/autoscale"),
+            &Value::Null,
+            "disabling autoscale",
+        )
+        .await
+    }
+
+    /// Open exactly these ports: `POST /api/clusters/{id}/ports`.
+    pub async fn set_ports(&self, id: &str, ports: &Ports) -> Result<(), Error> {
+        let body = to_body(&PortsRequest { ports })?;
+        self.change(
+            Method::POST,
+            &format!("/api/clusters/{id}/ports"),
+            &body,
+            "setting the open ports",
+        )
+        .await
+    }
+
+    /// Upgrade to `version`: `POST /api/clusters/{id}/upgrade`; the cluster's ECR registry account
+    /// goes with it when the version is above 3.0.0 (the contract).
+    pub async fn upgrade(
+        &self,
+        id: &str,
+        version: &str,
+        docker_registry_account: &str,
+    ) -> Result<(), Error> {
+        let body = to_body(&UpgradeRequest::new(version, docker_registry_account))?;
+        self.change(
+            Method::POST,
+            &format!("/api/clusters/{id}/upgrade"),
+            &body,
+            "the upgrade",
+        )
+        .await
+    }
+
+    /// Roll the last upgrade back: `PUT /api/clusters/{id}/upgrade/rollback`.
+    pub async fn rollback_upgrade(&self, id: &str) -> Result<(), Error> {
+        self.change(
+            Method::PUT,
+            &format!("/api/clusters/{id}/upgrade/rollback"),
+            &Value::Null,
+            "the upgrade's rollback",
+        )
+        .await
+    }
+
+    /// Change a node's instance type: `PUT /api/clusters/{id}/nodes/modify-instance-type`.
+    pub async fn modify_instance_type(
+        &self,
+        id: &str,
+        node_type: NodeType,
+        instance_type: &str,
+    ) -> Result<(), Error> {
+        let body = to_body(&ModifyInstanceTypeRequest {
+            node_info: NodeInfo {
+                node_type,
+                instance_type,
+            },
+        })?;
+        self.change(
+            Method::PUT,
+            &format!("/api/clusters/{id}/nodes/modify-instance-type"),
+            &body,
+            "the instance type change",
+        )
+        .await
+    }
+
+    /// The Hopsworks versions Hopsworks.ai offers on AWS.
+    pub async fn versions(&self) -> Result<Vec<Version>, Error> {
+        let envelope = self
+            .call(Method::GET, "/api/clusters/hopsworks/versions/AWS", None)
+            .await?;
+        let versions = envelope
+            .payload
+            .and_then(|mut p| p.get_mut("versions").map(Value::take))
+            .unwrap_or(Value::Array(Vec::new()));
+        serde_json::from_value(versions).map_err(|e| Error::Api {
+            code: envelope.code,
+            message: format!("the version catalogue does not read: {e}"),
+        })
+    }
+
+    /// A day-2 change: sent once ([`Client::call_once`]), its ack dropped.
+    async fn change(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<(), Error> {
+        let body = (!body.is_null()).then_some(body);
+        self.call_once(method, path, body, what).await.map(drop)
+    }
+
+    /// A call that changes something and must not be repeated once it may have taken effect:
+    /// retried only while the attempts surely did not (throttled, the connection refused). An
+    /// attempt that may have been applied ends the call with [`Error::Unanswered`] (`what` names
+    /// the change), and the caller finds out from the resource itself, as a create does by
+    /// listing before posting again.
+    pub(crate) async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Envelope, Error> {
+        let mut last = String::new();
+        for attempt in 1..=self.retry.attempts {
+            let Some(timeout) = self.attempt_timeout() else {
+                return Err(Error::OutOfTime { last });
+            };
+            match self.attempt(method.clone(), path, body, timeout).await {
+                Attempt::Done(result) => return result,
+                Attempt::Retry {
+                    last: why,
+                    maybe_applied: true,
+                    ..
+                } => {
+                    warn!(%method, path, attempt, error = %why, "no clear answer to a change: not sent again");
+                    return Err(Error::Unanswered {
+                        what: what.to_owned(),
+                        last: why,
+                    });
+                }
+                Attempt::Retry {
+                    last: why, after, ..
+                } => {
+                    warn!(%method, path, attempt, error = %why, "a change was not applied; it will be sent again");
+                    last = why;
+                    if attempt < self.retry.attempts {
+                        self.pause(after.unwrap_or_else(|| self.backoff(attempt)), &last)
+                            .await?;
+                    }
+                }
+            }
+        }
+        if self.attempt_timeout().is_none() {
+            return Err(Error::OutOfTime { last });
+        }
+        Err(Error::Exhausted {
+            attempts: self.retry.attempts,
+            last,
+        })
+    }
+
     /// An idempotent call (GET, DELETE), retried.
     pub(crate) async fn call(
         &self,
@@ -307,7 +515,9 @@ impl Client {
                     }
                     return result;
                 }
-                Attempt::Retry { last: why, after } => {
+                Attempt::Retry {
+                    last: why, after, ..
+                } => {
                     warn!(%method, path, attempt, error = %why, "Hopsworks.ai request will be retried");
                     last = why;
                     if attempt < self.retry.attempts {
@@ -380,6 +590,7 @@ impl Client {
                 return Attempt::Retry {
                     last: self.key.scrub(&e.to_string()),
                     after: None,
+                    maybe_applied: !e.is_connect(),
                 };
             }
         };
@@ -396,6 +607,7 @@ impl Client {
                 return Attempt::Retry {
                     last: self.key.scrub(&e.to_string()),
                     after: None,
+                    maybe_applied: true,
                 };
             }
         };
@@ -408,6 +620,7 @@ impl Client {
                 return Attempt::Retry {
                     last: format!("HTTP {status}"),
                     after: retry_after,
+                    maybe_applied: status != StatusCode::TOO_MANY_REQUESTS,
                 };
             }
             Err(_) => {
@@ -428,6 +641,7 @@ impl Client {
             return Attempt::Retry {
                 last: format!("{code}: {message}"),
                 after: retry_after,
+                maybe_applied: code != 429 && status != StatusCode::TOO_MANY_REQUESTS,
             };
         }
         Attempt::Done(Err(Error::Api { code, message }))
@@ -474,6 +688,10 @@ pub(crate) fn created_id(envelope: &Envelope) -> Option<String> {
         .map(str::to_owned)
 }
 
+fn to_body(body: &impl serde::Serialize) -> Result<Value, Error> {
+    serde_json::to_value(body).map_err(|e| Error::Setup(e.to_string()))
+}
+
 fn retryable(code: i64) -> bool {
     code == 429 || (500..600).contains(&code)
 }
@@ -516,6 +734,7 @@ mod tests {
         method: String,
         path: String,
         headers: HeaderMap,
+        body: String,
     }
 
     /// A server answering from `script` in turn, recording what it saw.
@@ -524,13 +743,14 @@ mod tests {
         let script = Arc::new(Mutex::new(script.into_iter()));
         let record = seen.clone();
         let app = Router::new().fallback(any(
-            move |method: HttpMethod, uri: Uri, headers: HeaderMap| {
+            move |method: HttpMethod, uri: Uri, headers: HeaderMap, body: String| {
                 let (record, script) = (record.clone(), script.clone());
                 async move {
                     record.lock().unwrap().push(Seen {
                         method: method.to_string(),
                         path: uri.to_string(),
                         headers,
+                        body,
                     });
                     let next = script.lock().unwrap().next();
                     let r = next.unwrap_or_else(|| reply(500, "{}"));
@@ -780,5 +1000,155 @@ mod tests {
             .unwrap_err();
         assert!(err.is_out_of_time(), "{err}");
         assert_eq!(calls(&seen), ["POST /api/clusters"]);
+    }
+
+    const ACK: &str = r#"{"apiVersion":"v1","status":"ok","code":200}"#;
+
+    fn bodies(seen: &Mutex<Vec<Seen>>) -> Vec<Value> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::from_str(&s.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn day2_changes_use_the_contracts_paths_and_bodies() {
+        let (base, seen) = server(vec![(200, ACK); 8]).await;
+        let c = client(&base);
+        let workers = [Workers {
+            instance_type: "m5.xlarge".into(),
+            disk_size: 256,
+            count: 2,
+        }];
+        c.add_workers("c-1", &workers).await.unwrap();
+        c.remove_workers("c-1", &workers).await.unwrap();
+        let autoscale = Autoscale {
+            non_gpu: Some(crate::model::AutoscaleGroup {
+                instance_type: "m5.2xlarge".into(),
+                disk_size: 512,
+                min_workers: 0,
+                max_workers: 4,
+                standby_workers: 0.5,
+                downscale_wait_time: 300,
+            }),
+            gpu: None,
+        };
+        c.set_autoscale("c-1", &autoscale).await.unwrap();
+        c.disable_autoscale("c-1").await.unwrap();
+        let ports = Ports {
+            feature_store: true,
+            kafka: true,
+            ..Ports::default()
+        };
+        c.set_ports("c-1", &ports).await.unwrap();
+        c.upgrade("c-1", "4.0.0", "111122223333").await.unwrap();
+        c.rollback_upgrade("c-1").await.unwrap();
+        c.modify_instance_type("c-1", NodeType::Head, "m5.4xlarge")
+            .await
+            .unwrap();
+        assert_eq!(
+            calls(&seen),
+            [
+                "POST /api/clusters/c-1/workers",
+                "DELETE /api/clusters/c-1/workers",
+                "POST /api/clusters/c-1/autoscale",
+                "DELETE /api/clusters/c-1/autoscale",
+                "POST /api/clusters/c-1/ports",
+                "POST /api/clusters/c-1/upgrade",
+                "PUT /api/clusters/c-1/upgrade/rollback",
+                "PUT /api/clusters/c-1/nodes/modify-instance-type",
+            ]
+        );
+        let group = serde_json::json!({"workers": [{"instanceType": "m5.xlarge", "diskSize": 256, "count": 2}]});
+        assert_eq!(
+            bodies(&seen),
+            [
+                group.clone(),
+                group,
+                serde_json::json!({"autoscale": {"nonGpu": {"instanceType": "m5.2xlarge", "diskSize": 512,
+                    "minWorkers": 0, "maxWorkers": 4, "standbyWorkers": 0.5, "downscaleWaitTime": 300}}}),
+                Value::Null,
+                serde_json::json!({"ports": {"featureStore": true, "onlineFeatureStore": false, "kafka": true, "ssh": false}}),
+                serde_json::json!({"version": "4.0.0", "dockerRegistryAccount": "111122223333"}),
+                Value::Null,
+                serde_json::json!({"nodeInfo": {"nodeType": "head", "instanceType": "m5.4xlarge"}}),
+            ]
+        );
+        let headers = &seen.lock().unwrap()[3].headers;
+        assert_eq!(headers["x-api-key"], "KEY123");
+        assert_eq!(headers["hopsai-api-version"], "v1");
+    }
+
+    #[tokio::test]
+    async fn a_change_answered_5xx_is_not_sent_again() {
+        let (base, seen) = server(vec![(503, "Service Unavailable"), (200, ACK)]).await;
+        let err = client(&base)
+            .add_workers("c-1", &[Workers::default()])
+            .await
+            .unwrap_err();
+        assert!(err.is_unanswered(), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("Hopsworks.ai gave no clear answer to adding workers"),
+            "{err}"
+        );
+        assert_eq!(calls(&seen), ["POST /api/clusters/c-1/workers"]);
+    }
+
+    #[tokio::test]
+    async fn a_change_that_times_out_is_not_sent_again() {
+        let slow = Reply {
+            delay: Duration::from_secs(20),
+            ..reply(200, ACK)
+        };
+        let (base, seen) = server_with(vec![slow; 2]).await;
+        let err = client(&base)
+            .within(Duration::from_millis(400))
+            .upgrade("c-1", "4.0.0", "111122223333")
+            .await
+            .unwrap_err();
+        assert!(err.is_unanswered(), "{err}");
+        assert_eq!(calls(&seen), ["POST /api/clusters/c-1/upgrade"]);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_change_is_sent_again_and_a_refusal_is_not() {
+        let (base, seen) = server(vec![
+            (429, r#"{"code":429,"message":"Too many requests"}"#),
+            (200, ACK),
+        ])
+        .await;
+        client(&base)
+            .set_ports("c-1", &Ports::default())
+            .await
+            .unwrap();
+        assert_eq!(calls(&seen).len(), 2);
+        let (base, seen) = server(vec![(
+            400,
+            r#"{"code":400,"message":"cluster is not running"}"#,
+        )])
+        .await;
+        let err = client(&base).rollback_upgrade("c-1").await.unwrap_err();
+        assert_eq!(err.code(), Some(400));
+        assert_eq!(
+            err.to_string(),
+            "Hopsworks.ai answered 400: cluster is not running"
+        );
+        assert_eq!(calls(&seen).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_version_catalogue_reads() {
+        let (base, seen) = server(vec![(
+            200,
+            r#"{"code":200,"payload":{"versions":[{"version":"3.9.0","upgradableFromVersion":"","default":true,"experimental":false,"regions":{"ubuntu":[]},"releaseNotesUrl":null},{"version":"4.0.0","upgradableFromVersion":"3.9.0"}]}}"#,
+        )])
+        .await;
+        let versions = client(&base).versions().await.unwrap();
+        assert_eq!(calls(&seen), ["GET /api/clusters/hopsworks/versions/AWS"]);
+        assert_eq!(versions.len(), 2);
+        assert!(versions[0].default);
+        assert_eq!(versions[1].upgradable_from_version, "3.9.0");
     }
 }

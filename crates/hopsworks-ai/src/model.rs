@@ -1,6 +1,7 @@
 //! The API's JSON, with the field names the contract gives (camelCase, flat AWS fields on create).
 
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 
 /// `POST /api/clusters` body.
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +47,9 @@ pub struct NewCluster {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ClusterConfiguration {
+    #[serde(deserialize_with = "nullable")]
     pub head: Node,
+    #[serde(deserialize_with = "nullable")]
     pub workers: Vec<Workers>,
 }
 
@@ -155,8 +158,8 @@ impl Default for BucketConfiguration {
     }
 }
 
-/// `GET /api/clusters/{id}` → `payload.cluster`. Absent fields read as empty.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+/// `GET /api/clusters/{id}` → `payload.cluster`. Absent fields (and `null` ones) read as empty.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Cluster {
     pub id: String,
@@ -164,13 +167,24 @@ pub struct Cluster {
     pub state: String,
     pub activation_state: String,
     pub initialization_stage: String,
+    #[serde(deserialize_with = "nullable")]
     pub error_message: String,
     /// When the cluster first ran (Unix seconds); 0: it never started.
+    #[serde(deserialize_with = "nullable")]
     pub started_on: i64,
     pub url: String,
     pub version: String,
     pub tags: Vec<Tag>,
     pub aws: AwsSettings,
+    #[serde(deserialize_with = "nullable")]
+    pub cluster_configuration: ClusterConfiguration,
+    pub autoscale: Option<Autoscale>,
+    #[serde(deserialize_with = "nullable")]
+    pub ports: Ports,
+    /// Shown from the upgrade's start until it is over (`running` included, while upgrading).
+    pub upgrade_in_progress: Option<UpgradeInProgress>,
+    #[serde(deserialize_with = "nullable")]
+    pub backup_pipeline_in_progress: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -187,6 +201,180 @@ impl Cluster {
             .iter()
             .find(|t| t.name == name)
             .map(|t| t.value.as_str())
+    }
+}
+
+/// `null` as the type's default (an API may send `null` for "none").
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `autoscale` on a cluster (GET) and in `POST /api/clusters/{id}/autoscale`. A cluster without
+/// autoscale has none, or one without `nonGpu`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Autoscale {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub non_gpu: Option<AutoscaleGroup>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<AutoscaleGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AutoscaleGroup {
+    pub instance_type: String,
+    pub disk_size: u32,
+    pub min_workers: u32,
+    pub max_workers: u32,
+    /// A fraction of the workers kept idle (0.5 in the provider's default).
+    pub standby_workers: f64,
+    /// Seconds.
+    pub downscale_wait_time: u32,
+}
+
+/// The ports a cluster opens to the internet (`ports` on GET, `POST .../ports` `{ports}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Ports {
+    pub feature_store: bool,
+    pub online_feature_store: bool,
+    pub kafka: bool,
+    pub ssh: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct UpgradeInProgress {
+    pub from: String,
+    pub to: String,
+}
+
+/// One entry of `GET /api/clusters/hopsworks/versions/AWS`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Version {
+    pub version: String,
+    /// The version a cluster must run to be upgraded to this one ("" when the API says none).
+    #[serde(deserialize_with = "nullable")]
+    pub upgradable_from_version: String,
+    pub default: bool,
+    pub experimental: bool,
+    #[serde(deserialize_with = "nullable")]
+    pub release_notes_url: String,
+}
+
+/// The node kinds `PUT .../nodes/modify-instance-type` changes (workers change through
+/// `/workers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeType {
+    Head,
+    RondbData,
+    RondbMysql,
+    RondbApi,
+    RondbAio,
+}
+
+/// `POST .../workers` and `DELETE .../workers` body.
+#[derive(Debug, Serialize)]
+pub(crate) struct WorkersRequest<'a> {
+    pub workers: &'a [Workers],
+}
+
+/// `POST .../autoscale` body.
+#[derive(Debug, Serialize)]
+pub(crate) struct AutoscaleRequest<'a> {
+    pub autoscale: &'a Autoscale,
+}
+
+/// `POST .../ports` body.
+#[derive(Debug, Serialize)]
+pub(crate) struct PortsRequest<'a> {
+    pub ports: &'a Ports,
+}
+
+/// `POST .../upgrade` body: the registry account only for a target above 3.0.0 (the contract).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UpgradeRequest<'a> {
+    pub version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_registry_account: Option<&'a str>,
+}
+
+impl<'a> UpgradeRequest<'a> {
+    pub fn new(version: &'a str, docker_registry_account: &'a str) -> Self {
+        let needs_account = compare_versions(version, "3.0.0") == Ordering::Greater;
+        Self {
+            version,
+            docker_registry_account: (needs_account && !docker_registry_account.is_empty())
+                .then_some(docker_registry_account),
+        }
+    }
+}
+
+/// `PUT .../nodes/modify-instance-type` body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ModifyInstanceTypeRequest<'a> {
+    pub node_info: NodeInfo<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NodeInfo<'a> {
+    pub node_type: NodeType,
+    pub instance_type: &'a str,
+}
+
+/// Order Hopsworks versions ("3.9.0", "4.0.0-rc1", "3.4.1_2"): the text up to the first `_` (as
+/// the provider cuts it), compared part by part, numbers as numbers ("3.10" after "3.9"); a
+/// label ranks below a release ("4.0.0-rc1" before "4.0.0").
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    fn parts(v: &str) -> Vec<Result<u64, &str>> {
+        v.trim()
+            .split('_')
+            .next()
+            .unwrap_or_default()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u64>().map_err(|_| p))
+            .collect()
+    }
+    let (a, b) = (parts(a), parts(b));
+    for (x, y) in a.iter().zip(&b) {
+        let order = match (x, y) {
+            (Ok(x), Ok(y)) => x.cmp(y),
+            (Ok(_), Err(_)) => Ordering::Greater,
+            (Err(_), Ok(_)) => Ordering::Less,
+            (Err(x), Err(y)) => x.cmp(y),
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    // One is the other with more parts: a label after it ranks below, a number above.
+    let longer_by = |longer: &[Result<u64, &str>], at: usize| match longer.get(at) {
+        Some(Err(_)) => Ordering::Less,
+        _ => Ordering::Greater,
+    };
+    match a.len().cmp(&b.len()) {
+        Ordering::Equal => Ordering::Equal,
+        Ordering::Greater => longer_by(&a, b.len()),
+        Ordering::Less => longer_by(&b, a.len()).reverse(),
+    }
+}
+
+/// Waiting for `running` again after a day-2 change: what a create waits through, plus the
+/// stop and start an upgrade or an instance-type change goes through.
+pub fn waiting_for_update(state: &str) -> Wait {
+    match state {
+        "stopping" | "stopped" => Wait::Pending,
+        other => waiting_for_running(other),
     }
 }
 
@@ -316,5 +504,81 @@ mod tests {
         assert_eq!(waiting_for_gone("error"), Wait::Pending);
         assert_eq!(waiting_for_gone("stopped"), Wait::Failed);
         assert_eq!(waiting_for_gone("termination-warning"), Wait::Failed);
+    }
+
+    #[test]
+    fn a_running_cluster_reads_its_day2_fields() {
+        let c: Cluster = serde_json::from_str(
+            r#"{"id":"x","state":"running","version":"4.0.0","startedOn":1718001200,
+            "errorMessage":null,"backupPipelineInProgress":true,
+            "clusterConfiguration":{"head":{"instanceType":"m5.2xlarge","diskSize":512,"haEnabled":false,"nodeId":"i-0abc"},
+              "workers":[{"instanceType":"m5.xlarge","diskSize":256,"count":2,"privateIps":["10.0.1.11"]}]},
+            "autoscale":{"nonGpu":{"instanceType":"m5.2xlarge","diskSize":512,"minWorkers":1,"maxWorkers":4,
+              "standbyWorkers":0.5,"downscaleWaitTime":300}},
+            "ports":{"featureStore":true,"onlineFeatureStore":false,"kafka":true,"ssh":false},
+            "upgradeInProgress":{"from":"3.9.0","to":"4.0.0"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.started_on, 1718001200);
+        assert!(c.error_message.is_empty());
+        assert!(c.backup_pipeline_in_progress);
+        assert_eq!(c.cluster_configuration.head.instance_type, "m5.2xlarge");
+        assert_eq!(c.cluster_configuration.workers[0].count, 2);
+        let group = c.autoscale.and_then(|a| a.non_gpu).unwrap();
+        assert_eq!((group.max_workers, group.standby_workers), (4, 0.5));
+        assert!(c.ports.feature_store && c.ports.kafka && !c.ports.ssh);
+        assert_eq!(c.upgrade_in_progress.unwrap().from, "3.9.0");
+        // Nulls read as none.
+        let c: Cluster = serde_json::from_str(
+            r#"{"id":"x","clusterConfiguration":{"head":null,"workers":null},"ports":null,
+            "autoscale":null,"upgradeInProgress":null,"startedOn":null}"#,
+        )
+        .unwrap();
+        assert!(c.cluster_configuration.workers.is_empty());
+        assert_eq!(
+            (c.autoscale, c.upgrade_in_progress, c.started_on),
+            (None, None, 0)
+        );
+    }
+
+    #[test]
+    fn an_upgrade_names_the_registry_account_above_3_0_0_only() {
+        let body = |v, account| serde_json::to_value(UpgradeRequest::new(v, account)).unwrap();
+        assert_eq!(
+            body("4.0.0", "111122223333"),
+            serde_json::json!({"version": "4.0.0", "dockerRegistryAccount": "111122223333"})
+        );
+        assert_eq!(
+            body("3.0.0", "111122223333"),
+            serde_json::json!({"version": "3.0.0"})
+        );
+        assert_eq!(body("4.0.0", ""), serde_json::json!({"version": "4.0.0"}));
+    }
+
+    #[test]
+    fn versions_order_by_their_numbers() {
+        use Ordering::*;
+        for (a, b, order) in [
+            ("3.9.0", "3.9.0", Equal),
+            ("3.10.0", "3.9.0", Greater),
+            ("4.0.0", "3.9.1", Greater),
+            ("3.9", "3.9.1", Less),
+            ("4.0.0-rc1", "4.0.0", Less),
+            ("4.0.0", "4.0.0-rc1", Greater),
+            ("3.4.1_2", "3.4.1", Equal),
+            ("3.0.0", "3.0.0-SNAPSHOT", Greater),
+        ] {
+            assert_eq!(compare_versions(a, b), order, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn an_update_waits_through_the_stop_and_start_of_an_upgrade() {
+        for state in ["stopping", "stopped", "starting", "updating", "pending"] {
+            assert_eq!(waiting_for_update(state), Wait::Pending, "{state}");
+        }
+        assert_eq!(waiting_for_update("running"), Wait::Reached);
+        assert_eq!(waiting_for_update("error"), Wait::Failed);
+        assert_eq!(waiting_for_update("worker-error"), Wait::Failed);
     }
 }
