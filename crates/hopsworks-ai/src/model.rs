@@ -27,6 +27,9 @@ pub struct NewCluster {
     pub tags: Vec<Tag>,
     #[serde(rename = "ronDB")]
     pub ron_db: RonDb,
+    /// Exclusive with `clusterConfiguration.workers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
     pub init_script: String,
     pub run_init_script_first: bool,
     pub os: String,
@@ -450,6 +453,7 @@ mod tests {
             managed_users: true,
             tags: Vec::new(),
             ron_db: RonDb::default(),
+            autoscale: None,
             init_script: String::new(),
             run_init_script_first: false,
             os: "ubuntu".into(),

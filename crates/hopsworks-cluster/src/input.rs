@@ -1,8 +1,9 @@
 //! The resource's properties, checked with the contract's rules before anything is called.
 
-use custom_resource::{Properties, PropertyError};
+use custom_resource::{Properties, PropertyEnum, PropertyError};
 use hopsworks_ai::model::{
-    BucketConfiguration, ClusterConfiguration, NewCluster, Node, RonDb, Tag, Workers,
+    Autoscale, AutoscaleGroup, BucketConfiguration, ClusterConfiguration, NewCluster, Node, Ports,
+    RonDb, Tag, Workers,
 };
 use serde_json::Value;
 
@@ -11,8 +12,44 @@ use serde_json::Value;
 pub struct Settings {
     pub secret_arn: String,
     pub cluster: NewCluster,
+    /// `OpenPorts`: opened once the cluster runs (the API takes no ports on create).
+    pub ports: Ports,
     pub poll_seconds: u64,
     pub timeout_minutes: u64,
+    /// What deleting the resource does to the cluster.
+    pub on_delete: OnDelete,
+    /// `RestoreFromBackupId`: the cluster is restored from this backup instead of created empty.
+    pub restore_from: Option<String>,
+    /// `AllowReplacement`: an Update whose changes need a new cluster may make one.
+    pub allow_replacement: bool,
+}
+
+/// `OnDelete`: what deleting the resource (the stack's deletion, or the clean-up after a
+/// replacement) does to its Hopsworks cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDelete {
+    /// Back the cluster up (`/api/backups`), wait until the backup has succeeded, then terminate
+    /// it and delete its ECR repositories. A cluster that never started, or failed, has no data
+    /// to keep: it is terminated without a backup.
+    BackupThenTerminate,
+    /// Terminate it and delete its ECR repositories: its data is lost.
+    Terminate,
+    /// Leave it running, with its ECR repositories: the stack lets go of it.
+    Retain,
+}
+
+impl PropertyEnum for OnDelete {
+    const VALUES: &'static [(&'static str, Self)] = &[
+        ("backup-then-terminate", OnDelete::BackupThenTerminate),
+        ("terminate", OnDelete::Terminate),
+        ("retain", OnDelete::Retain),
+    ];
+}
+
+impl OnDelete {
+    pub(crate) fn parse(p: &Properties) -> Result<Self, InputError> {
+        p.enumerated("OnDelete", OnDelete::BackupThenTerminate)
+    }
 }
 
 /// What a Delete needs: read leniently, so that a stack whose properties would no longer pass
@@ -25,6 +62,7 @@ pub struct DeleteSettings {
     /// The ECR registry of the cluster's repositories, when the properties say: for a cluster
     /// Hopsworks.ai no longer lists (it says itself otherwise).
     pub registry: Option<String>,
+    pub on_delete: OnDelete,
 }
 
 impl DeleteSettings {
@@ -43,12 +81,32 @@ impl DeleteSettings {
             poll_seconds: p.int("PollIntervalSeconds", 30, 1, 300)?,
             timeout_minutes: p.int("TimeoutMinutes", 50, 1, 59)?,
             registry,
+            on_delete: OnDelete::parse(p)?,
         })
     }
 }
 
-/// Properties an Update may change without replacing the Hopsworks cluster.
-pub const IN_PLACE: &[&str] = &["ApiKeySecretArn", "PollIntervalSeconds", "TimeoutMinutes"];
+/// Properties an Update may change without replacing the Hopsworks cluster: the Update converges
+/// the cluster to them (`update.rs`), or they are the resource's own settings.
+pub const IN_PLACE: &[&str] = &[
+    "ApiKeySecretArn",
+    "PollIntervalSeconds",
+    "TimeoutMinutes",
+    "WorkerCount",
+    "WorkerInstanceType",
+    "WorkerDiskSize",
+    "HeadInstanceType",
+    "HopsworksVersion",
+    "AutoscaleMaxWorkers",
+    "AutoscaleMinWorkers",
+    "AutoscaleInstanceType",
+    "AutoscaleDiskSize",
+    "AutoscaleStandbyWorkers",
+    "AutoscaleDownscaleWaitSeconds",
+    "OpenPorts",
+    "OnDelete",
+    "AllowReplacement",
+];
 
 /// Bad input: the framework's error, naming the property, what is expected and what was given.
 pub type InputError = PropertyError;
@@ -186,6 +244,7 @@ impl Settings {
             managed_users: true,
             tags: tags(p)?,
             ron_db: RonDb::default(),
+            autoscale: autoscale(p, worker_count)?,
             init_script: String::new(),
             run_init_script_first: false,
             os: "ubuntu".to_owned(),
@@ -211,11 +270,25 @@ impl Settings {
                 hint: "the AWS region of the cluster".to_owned(),
             });
         }
+        let restore_from = p.optional_str("RestoreFromBackupId")?;
+        if let Some(id) = restore_from
+            && !crate::ownership::is_cluster_id(id)
+        {
+            return Err(invalid(
+                "RestoreFromBackupId",
+                id,
+                "a Hopsworks.ai backup id (letters, digits, hyphens), or empty for a new cluster",
+            ));
+        }
         Ok(Self {
             secret_arn,
             cluster,
+            ports: open_ports(p)?,
             poll_seconds: p.int("PollIntervalSeconds", 30, 1, 300)?,
             timeout_minutes: p.int("TimeoutMinutes", 50, 1, 59)?,
+            on_delete: OnDelete::parse(p)?,
+            restore_from: restore_from.map(str::to_owned),
+            allow_replacement: p.bool("AllowReplacement", false)?,
         })
     }
 }
@@ -246,6 +319,85 @@ fn check_prefixed(property: &'static str, value: &str, prefix: &str) -> Result<(
             "an id of that kind (e.g. vpc-0a1b2c3d)",
         ))
     }
+}
+
+/// `Autoscale*`: `None` when `AutoscaleMaxWorkers` is 0 (the default). Workers and autoscale are
+/// exclusive (the contract): autoscale needs `WorkerCount` 0. Every property is checked even when
+/// autoscale is off, so a mistake shows before the day it is turned on.
+fn autoscale(p: &Properties, worker_count: u32) -> Result<Option<Autoscale>, InputError> {
+    let max_workers: u32 = p.int("AutoscaleMaxWorkers", 0, 0, 100)?;
+    let min_workers: u32 = p.int("AutoscaleMinWorkers", 0, 0, 100)?;
+    let instance_type = p
+        .optional_str("AutoscaleInstanceType")?
+        .unwrap_or("m5.2xlarge")
+        .to_owned();
+    let disk_size = p.int("AutoscaleDiskSize", 512, 64, 16384)?;
+    let standby = p.optional_str("AutoscaleStandbyWorkers")?.unwrap_or("0.5");
+    let standby_workers = standby
+        .parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| {
+            invalid(
+                "AutoscaleStandbyWorkers",
+                standby,
+                "a decimal from 0 to 1 (the share of workers kept idle, e.g. 0.5)",
+            )
+        })?;
+    let downscale_wait_time = p.int("AutoscaleDownscaleWaitSeconds", 300, 0, 86_400)?;
+    if max_workers == 0 {
+        return Ok(None);
+    }
+    if worker_count > 0 {
+        return Err(invalid(
+            "AutoscaleMaxWorkers",
+            &max_workers.to_string(),
+            "0 while WorkerCount is above 0: workers and autoscale are exclusive (set WorkerCount \
+             to 0 to autoscale, or AutoscaleMaxWorkers to 0 for a fixed number of workers)",
+        ));
+    }
+    if min_workers > max_workers {
+        return Err(invalid(
+            "AutoscaleMinWorkers",
+            &min_workers.to_string(),
+            "at most AutoscaleMaxWorkers",
+        ));
+    }
+    Ok(Some(Autoscale {
+        non_gpu: Some(AutoscaleGroup {
+            instance_type,
+            disk_size,
+            min_workers,
+            max_workers,
+            standby_workers,
+            downscale_wait_time,
+        }),
+        gpu: None,
+    }))
+}
+
+/// `OpenPorts`: a list (or one comma-separated string) of FeatureStore, OnlineFeatureStore, Kafka,
+/// Ssh (any case); empty items are ignored (a `CommaDelimitedList` parameter left empty gives
+/// `[""]`).
+fn open_ports(p: &Properties) -> Result<Ports, InputError> {
+    let mut ports = Ports::default();
+    for item in p.list("OpenPorts")? {
+        let port = match item.to_ascii_lowercase().as_str() {
+            "featurestore" => &mut ports.feature_store,
+            "onlinefeaturestore" => &mut ports.online_feature_store,
+            "kafka" => &mut ports.kafka,
+            "ssh" => &mut ports.ssh,
+            _ => {
+                return Err(invalid(
+                    "OpenPorts",
+                    &item,
+                    "a list of FeatureStore, OnlineFeatureStore, Kafka and Ssh (or empty)",
+                ));
+            }
+        };
+        *port = true;
+    }
+    Ok(ports)
 }
 
 /// `Tags`: an object `{"k": "v"}` or a list of `"k=v"`.
@@ -376,6 +528,49 @@ mod tests {
     }
 
     #[test]
+    fn on_delete_defaults_to_a_backup_and_refuses_what_it_does_not_know() {
+        let s = Settings::parse(&props(base()), "r").unwrap();
+        assert_eq!(s.on_delete, OnDelete::BackupThenTerminate);
+        assert!(!s.allow_replacement);
+        assert_eq!(s.restore_from, None);
+        for (given, expected) in [
+            ("terminate", OnDelete::Terminate),
+            ("Retain", OnDelete::Retain),
+            ("backup-then-terminate", OnDelete::BackupThenTerminate),
+        ] {
+            let mut v = base();
+            v["OnDelete"] = json!(given);
+            assert_eq!(DeleteSettings::parse(&props(v.clone())).unwrap().on_delete, expected);
+            assert_eq!(Settings::parse(&props(v), "r").unwrap().on_delete, expected);
+        }
+        let mut v = base();
+        v["OnDelete"] = json!("keep");
+        let err = DeleteSettings::parse(&props(v.clone())).unwrap_err().to_string();
+        assert!(
+            err.contains("OnDelete must be one of backup-then-terminate, terminate, retain"),
+            "{err}"
+        );
+        assert!(Settings::parse(&props(v), "r").is_err());
+    }
+
+    #[test]
+    fn a_restore_names_a_backup_id_and_replacement_is_a_yes_or_no() {
+        let mut v = base();
+        v["RestoreFromBackupId"] = json!("5e1d2c3b-bbbb-0001");
+        v["AllowReplacement"] = json!("true");
+        let s = Settings::parse(&props(v.clone()), "r").unwrap();
+        assert_eq!(s.restore_from.as_deref(), Some("5e1d2c3b-bbbb-0001"));
+        assert!(s.allow_replacement);
+        v["RestoreFromBackupId"] = json!("../clusters");
+        let err = Settings::parse(&props(v.clone()), "r").unwrap_err().to_string();
+        assert!(err.contains("RestoreFromBackupId"), "{err}");
+        v["RestoreFromBackupId"] = json!("b-1");
+        v["AllowReplacement"] = json!("yes");
+        let err = Settings::parse(&props(v), "r").unwrap_err().to_string();
+        assert!(err.contains("AllowReplacement"), "{err}");
+    }
+
+    #[test]
     fn instance_profiles_of_every_partition_are_accepted() {
         for partition in ["aws", "aws-cn", "aws-us-gov"] {
             let mut v = base();
@@ -419,8 +614,95 @@ mod tests {
         let mut v = base();
         v["PollIntervalSeconds"] = json!("10");
         assert!(replacing_changes(&old, &props(v.clone())).is_empty());
+        v["WorkerCount"] = json!("3");
+        v["OpenPorts"] = json!(["Kafka"]);
+        assert!(replacing_changes(&old, &props(v.clone())).is_empty());
         v["BucketName"] = json!("other-bucket");
         assert_eq!(replacing_changes(&old, &props(v)), ["BucketName"]);
+    }
+
+    #[test]
+    fn autoscale_is_off_by_default_and_on_with_its_defaults() {
+        let s = Settings::parse(&props(base()), "r").unwrap();
+        assert_eq!(s.cluster.autoscale, None);
+        let mut v = base();
+        v["WorkerCount"] = json!("0");
+        v["AutoscaleMaxWorkers"] = json!("4");
+        let s = Settings::parse(&props(v), "r").unwrap();
+        assert!(s.cluster.cluster_configuration.workers.is_empty());
+        let group = s.cluster.autoscale.and_then(|a| a.non_gpu).unwrap();
+        assert_eq!(
+            group,
+            AutoscaleGroup {
+                instance_type: "m5.2xlarge".into(),
+                disk_size: 512,
+                min_workers: 0,
+                max_workers: 4,
+                standby_workers: 0.5,
+                downscale_wait_time: 300,
+            }
+        );
+    }
+
+    #[test]
+    fn autoscale_rules_are_enforced_with_the_property_named() {
+        let cases = [
+            (
+                json!({"AutoscaleMaxWorkers": "2"}),
+                "workers and autoscale are exclusive",
+            ),
+            (
+                json!({"WorkerCount": "0", "AutoscaleMaxWorkers": "2", "AutoscaleMinWorkers": "3"}),
+                "AutoscaleMinWorkers must be at most AutoscaleMaxWorkers",
+            ),
+            (
+                json!({"AutoscaleStandbyWorkers": "half"}),
+                "AutoscaleStandbyWorkers",
+            ),
+            (
+                json!({"AutoscaleStandbyWorkers": "1.5"}),
+                "a decimal from 0 to 1",
+            ),
+            (
+                json!({"AutoscaleDownscaleWaitSeconds": "-1"}),
+                "AutoscaleDownscaleWaitSeconds",
+            ),
+            (json!({"AutoscaleDiskSize": "10"}), "AutoscaleDiskSize"),
+        ];
+        for (changes, expected) in cases {
+            let mut v = base();
+            for (k, value) in changes.as_object().unwrap() {
+                v[k] = value.clone();
+            }
+            let err = Settings::parse(&props(v), "r").unwrap_err().to_string();
+            assert!(err.contains(expected), "{changes}: {err}");
+        }
+    }
+
+    #[test]
+    fn open_ports_read_from_a_list_or_a_comma_separated_string() {
+        let mut v = base();
+        v["OpenPorts"] = json!([""]);
+        assert_eq!(
+            Settings::parse(&props(v.clone()), "r").unwrap().ports,
+            Ports::default()
+        );
+        v["OpenPorts"] = json!("FeatureStore, kafka,,Ssh");
+        let ports = Settings::parse(&props(v.clone()), "r").unwrap().ports;
+        assert!(ports.feature_store && ports.kafka && ports.ssh && !ports.online_feature_store);
+        v["OpenPorts"] = json!(["OnlineFeatureStore"]);
+        assert!(
+            Settings::parse(&props(v.clone()), "r")
+                .unwrap()
+                .ports
+                .online_feature_store
+        );
+        v["OpenPorts"] = json!(["Http"]);
+        let err = Settings::parse(&props(v), "r").unwrap_err().to_string();
+        assert!(
+            err.contains("OpenPorts") && err.contains("\"Http\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -431,7 +713,18 @@ mod tests {
         v["PollIntervalSeconds"] = json!("10");
         v["TimeoutMinutes"] = json!("20");
         assert_eq!(settings_fingerprint(&props(v.clone())), old);
-        v["WorkerCount"] = json!("2");
+        // The in-place properties, which the Update converges to, are not in it either.
+        for (key, value) in [
+            ("WorkerCount", "2"),
+            ("HopsworksVersion", "4.0.0"),
+            ("OpenPorts", "Kafka"),
+            ("AutoscaleMaxWorkers", "4"),
+            ("HeadInstanceType", "m5.4xlarge"),
+        ] {
+            v[key] = json!(value);
+            assert_eq!(settings_fingerprint(&props(v.clone())), old, "{key}");
+        }
+        v["HeadDiskSize"] = json!("1024");
         assert_ne!(settings_fingerprint(&props(v.clone())), old);
         // A value moved to another key is another fingerprint.
         let mut w = base();
