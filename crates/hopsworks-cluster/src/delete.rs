@@ -1,12 +1,18 @@
-//! Delete: terminate what this resource owns, wait until it is gone, clean its ECR repositories.
+//! Delete: as `OnDelete` says, back the cluster up first ([`crate::backup`]), terminate what this
+//! resource owns, wait until it is gone, clean its ECR repositories; or, with `retain`, let go of
+//! the cluster the physical id names without a call (the API key may be gone already).
 //!
 //! Ownership, not the physical id alone, says what to remove: the cluster the id names, and every
-//! cluster tagged with this resource's owner ([`ownership::owned_by`]). A Delete of the
-//! failed-create marker (a Create whose answer was lost after its POST) so finds the cluster its
-//! Create made; a marker Delete whose properties or key could not have made anything succeeds.
+//! cluster tagged with this resource's owner and made with the Delete's properties
+//! ([`ownership::swept_by`]: not the cluster a replacement made). A Delete of the failed-create
+//! marker (a Create whose answer was lost after its POST) so finds the cluster its Create made; a
+//! marker Delete whose properties or key could not have made anything succeeds.
 
-use crate::{DeleteSettings, Settings, read_state, state};
-use crate::{HAND_OVER, HopsworksCluster, Stop, Waiting, aws, bounded, call_budget, ownership};
+use crate::backup::{self, Taking};
+use crate::{DeleteSettings, OnDelete, Settings, read_state, settings_fingerprint, state};
+use crate::{
+    HAND_OVER, HopsworksCluster, Stop, Waiting, aws, bounded, call_budget, ownership, progress,
+};
 use custom_resource::{Context, Failure, Owner, Progress, Request};
 use hopsworks_ai::{Client, Cluster, Wait};
 use serde::{Deserialize, Serialize};
@@ -17,6 +23,22 @@ use std::time::{Duration, SystemTime};
 pub(crate) struct Doomed {
     pub id: String,
     pub registry: Option<String>,
+    /// The last state logged while waiting for it to go.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub seen: String,
+}
+
+/// Where a Delete got to in its first steps.
+enum Begun {
+    /// Nothing of this resource's is there.
+    Nothing,
+    /// Backups asked for: the clusters are terminated once they have succeeded.
+    BackingUp {
+        clusters: Vec<Doomed>,
+        backups: Vec<Taking>,
+    },
+    /// DELETE sent for each.
+    Terminated(Vec<Doomed>),
 }
 
 impl HopsworksCluster {
@@ -41,6 +63,18 @@ impl HopsworksCluster {
             }
             Err(e) => return Err(e.into()),
         };
+        // The cluster CloudFormation knows is let go of, without a call: the key may be gone.
+        // (The marker's Delete has no cluster to let go of: it cleans up what the failed Create
+        // left, as `terminate` does.)
+        if settings.on_delete == OnDelete::Retain
+            && let Some(id) = known
+        {
+            tracing::info!(
+                cluster_id = id,
+                "OnDelete is retain: the Hopsworks cluster is left running, with its ECR repositories, and no longer belongs to the stack"
+            );
+            return Ok(Progress::Done(()));
+        }
         let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
         let client = match self.client_or_why(&settings.secret_arn, ctx).await {
             Ok(client) => client,
@@ -61,37 +95,37 @@ impl HopsworksCluster {
             }
             Err(e) => return Err(Failure::new(e.message())),
         };
-        let doomed = match read_state(ctx)? {
+        let begun = match read_state(ctx)? {
             Some(Waiting::Gone { clusters }) => {
                 return self
                     .wait_gone(&client, clusters, &settings, deadline, ctx)
                     .await;
             }
-            Some(Waiting::Running { .. }) => {
-                return Err(Failure::new(
-                    "internal error: a Delete was handed on as a Create",
-                ));
+            Some(Waiting::BackingUp { clusters, backups }) => {
+                return self
+                    .wait_backups(&client, clusters, backups, &settings, deadline, ctx)
+                    .await;
             }
             None | Some(Waiting::Start) => {
-                self.terminate(&client, known, &Owner::of(request), &settings, ctx)
-                    .await
+                self.begin(&client, request, known, &settings, ctx).await
+            }
+            Some(_) => {
+                return Err(Failure::new(
+                    "internal error: a Delete was handed on as another request",
+                ));
             }
         };
-        match doomed {
-            Ok(doomed) if doomed.is_empty() => {
+        match begun {
+            Ok(Begun::Nothing) => {
                 tracing::info!("no Hopsworks cluster of this resource: nothing to remove");
                 Ok(Progress::Done(()))
             }
-            Ok(doomed) => {
-                // As Hopsworks' own provider does: the first poll one interval after the DELETE.
-                let poll = Duration::from_secs(settings.poll_seconds);
-                if ctx.remaining() < poll + HAND_OVER {
-                    return Ok(Progress::Continue(state(Waiting::Gone {
-                        clusters: doomed,
-                    })));
-                }
-                tokio::time::sleep(poll).await;
-                self.wait_gone(&client, doomed, &settings, deadline, ctx)
+            Ok(Begun::BackingUp { clusters, backups }) => {
+                self.wait_backups(&client, clusters, backups, &settings, deadline, ctx)
+                    .await
+            }
+            Ok(Begun::Terminated(doomed)) => {
+                self.after_terminate(&client, doomed, &settings, deadline, ctx)
                     .await
             }
             Err(Stop::OutOfTime) if SystemTime::now() < deadline => {
@@ -111,23 +145,76 @@ impl HopsworksCluster {
         }
     }
 
-    /// Send DELETE for every cluster this resource owns; the clusters to wait for.
-    async fn terminate(
+    /// Find what this resource owns; back up what runs (OnDelete `backup-then-terminate`), else
+    /// send DELETE for each.
+    async fn begin(
         &self,
         client: &Client,
+        request: &Request,
         known: Option<&str>,
-        owner: &Owner,
         settings: &DeleteSettings,
         ctx: &Context,
-    ) -> Result<Vec<Doomed>, Stop> {
+    ) -> Result<Begun, Stop> {
         ctx.step("listing the Hopsworks clusters this resource owns");
         let listed = bounded(client, ctx).list_clusters().await?;
-        let doomed = doomed(known, &listed, owner, settings.registry.as_deref());
-        for d in &doomed {
+        let fingerprint = settings_fingerprint(&request.properties);
+        let owner = Owner::of(request);
+        let registry = settings.registry.as_deref();
+        let doomed = doomed(known, &listed, &owner, &fingerprint, registry);
+        if doomed.is_empty() {
+            return Ok(Begun::Nothing);
+        }
+        if settings.on_delete == OnDelete::BackupThenTerminate {
+            let running = backup::to_back_up(&doomed, &listed)?;
+            if !running.is_empty() {
+                let request_id = &request.envelope.request_id;
+                let backups = self
+                    .start_backups(client, &running, request_id, ctx)
+                    .await?;
+                return Ok(Begun::BackingUp {
+                    clusters: doomed,
+                    backups,
+                });
+            }
+        }
+        self.terminate(client, &doomed, ctx).await?;
+        Ok(Begun::Terminated(doomed))
+    }
+
+    /// Send DELETE for each cluster.
+    pub(crate) async fn terminate(
+        &self,
+        client: &Client,
+        doomed: &[Doomed],
+        ctx: &Context,
+    ) -> Result<(), Stop> {
+        for d in doomed {
             ctx.step(format!("terminating Hopsworks cluster {}", d.id));
             bounded(client, ctx).delete_cluster(&d.id).await?;
+            tracing::info!(phase = "delete", cluster_id = %d.id, "Hopsworks cluster terminating");
         }
-        Ok(doomed)
+        Ok(())
+    }
+
+    /// After the DELETEs: wait until the clusters are gone, here or in a new invocation.
+    pub(crate) async fn after_terminate(
+        &self,
+        client: &Client,
+        doomed: Vec<Doomed>,
+        settings: &DeleteSettings,
+        deadline: SystemTime,
+        ctx: &Context,
+    ) -> Result<Progress<()>, Failure> {
+        // As Hopsworks' own provider does: the first poll one interval after the DELETE.
+        let poll = Duration::from_secs(settings.poll_seconds);
+        if ctx.remaining() < poll + HAND_OVER {
+            return Ok(Progress::Continue(state(Waiting::Gone {
+                clusters: doomed,
+            })));
+        }
+        tokio::time::sleep(poll).await;
+        self.wait_gone(client, doomed, settings, deadline, ctx)
+            .await
     }
 
     /// Poll until every cluster is gone (404), cleaning each one's ECR repositories as it goes.
@@ -143,7 +230,7 @@ impl HopsworksCluster {
         loop {
             let mut left: Vec<(Doomed, String)> = Vec::new();
             let mut queue = doomed.into_iter();
-            while let Some(d) = queue.next() {
+            while let Some(mut d) = queue.next() {
                 ctx.step(format!(
                     "waiting for Hopsworks cluster {} to terminate",
                     d.id
@@ -151,6 +238,7 @@ impl HopsworksCluster {
                 let step = match bounded(client, ctx).get_cluster(&d.id).await {
                     Ok(None) => self.clean_ecr(&d, ctx).await,
                     Ok(Some(cluster)) => {
+                        progress("delete", &cluster, &mut d.seen);
                         if hopsworks_ai::waiting_for_gone(&cluster.state) == Wait::Failed {
                             return Err(Failure::new(format!(
                                 "Hopsworks cluster {} is {} while terminating: {}",
@@ -223,12 +311,14 @@ impl HopsworksCluster {
 }
 
 /// What a Delete terminates: the cluster `known` names (gone already or not: its repositories are
-/// cleaned either way) and every listed cluster `owner` tagged. The registry is the one
-/// Hopsworks.ai lists for the cluster, else `fallback` (the properties').
+/// cleaned either way) and every listed cluster `owner` tagged with the Delete's `fingerprint`
+/// (never the cluster a replacement made). The registry is the one Hopsworks.ai lists for the
+/// cluster, else `fallback` (the properties').
 fn doomed(
     known: Option<&str>,
     listed: &[Cluster],
     owner: &Owner,
+    fingerprint: &str,
     fallback: Option<&str>,
 ) -> Vec<Doomed> {
     let registry_of = |id: &str| {
@@ -251,7 +341,10 @@ fn doomed(
         }
         None => {}
     }
-    for c in listed.iter().filter(|c| ownership::owned_by(c, owner)) {
+    for c in listed
+        .iter()
+        .filter(|c| ownership::swept_by(c, owner, fingerprint))
+    {
         if ids.contains(&c.id.as_str()) {
             continue;
         }
@@ -266,6 +359,7 @@ fn doomed(
         .map(|id| Doomed {
             id: id.to_owned(),
             registry: registry_of(id),
+            seen: String::new(),
         })
         .collect()
 }
@@ -322,14 +416,14 @@ mod tests {
             cluster("theirs", Some(other.key()), ""),
             cluster("untagged", None, ""),
         ];
-        let d = doomed(None, &listed, &owner(), Some("111122223333"));
+        let d = doomed(None, &listed, &owner(), "f", Some("111122223333"));
         assert_eq!(ids(&d), [("ours", Some("444455556666"))]);
     }
 
     #[test]
     fn a_known_id_is_removed_even_when_gone_and_orphans_with_it() {
         let listed = [cluster("orphan", Some(owner().key()), "")];
-        let d = doomed(Some("gone-1"), &listed, &owner(), Some("111122223333"));
+        let d = doomed(Some("gone-1"), &listed, &owner(), "f", Some("111122223333"));
         assert_eq!(
             ids(&d),
             [
@@ -339,14 +433,33 @@ mod tests {
         );
         // Listed and known: once.
         let listed = [cluster("c-1", Some(owner().key()), "")];
-        assert_eq!(doomed(Some("c-1"), &listed, &owner(), None).len(), 1);
+        assert_eq!(doomed(Some("c-1"), &listed, &owner(), "f", None).len(), 1);
+    }
+
+    #[test]
+    fn the_sweep_leaves_the_cluster_a_replacement_made() {
+        let mut old = cluster("old", Some(owner().key()), "");
+        let mut new = cluster("new", Some(owner().key()), "");
+        for (c, fingerprint) in [(&mut old, "f-old"), (&mut new, "f-new")] {
+            c.tags.push(Tag {
+                name: crate::SETTINGS_TAG.into(),
+                value: fingerprint.into(),
+            });
+        }
+        let listed = [old, new];
+        // The replacement's clean-up: the old id and the old properties.
+        let d = doomed(Some("old"), &listed, &owner(), "f-old", None);
+        assert_eq!(ids(&d), [("old", None)]);
+        // The marker's Delete of a failed replacement: the new properties, no id.
+        let d = doomed(None, &listed, &owner(), "f-new", None);
+        assert_eq!(ids(&d), [("new", None)]);
     }
 
     #[test]
     fn an_id_that_is_no_cluster_id_is_never_used() {
-        let d = doomed(Some("failed-create:X:1"), &[], &owner(), None);
+        let d = doomed(Some("failed-create:X:1"), &[], &owner(), "f", None);
         assert!(d.is_empty());
         let listed = [cluster("../x", Some(owner().key()), "")];
-        assert!(doomed(None, &listed, &owner(), None).is_empty());
+        assert!(doomed(None, &listed, &owner(), "f", None).is_empty());
     }
 }

@@ -540,12 +540,17 @@ mod tests {
         ] {
             let mut v = base();
             v["OnDelete"] = json!(given);
-            assert_eq!(DeleteSettings::parse(&props(v.clone())).unwrap().on_delete, expected);
+            assert_eq!(
+                DeleteSettings::parse(&props(v.clone())).unwrap().on_delete,
+                expected
+            );
             assert_eq!(Settings::parse(&props(v), "r").unwrap().on_delete, expected);
         }
         let mut v = base();
         v["OnDelete"] = json!("keep");
-        let err = DeleteSettings::parse(&props(v.clone())).unwrap_err().to_string();
+        let err = DeleteSettings::parse(&props(v.clone()))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("OnDelete must be one of backup-then-terminate, terminate, retain"),
             "{err}"
@@ -562,7 +567,9 @@ mod tests {
         assert_eq!(s.restore_from.as_deref(), Some("5e1d2c3b-bbbb-0001"));
         assert!(s.allow_replacement);
         v["RestoreFromBackupId"] = json!("../clusters");
-        let err = Settings::parse(&props(v.clone()), "r").unwrap_err().to_string();
+        let err = Settings::parse(&props(v.clone()), "r")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RestoreFromBackupId"), "{err}");
         v["RestoreFromBackupId"] = json!("b-1");
         v["AllowReplacement"] = json!("yes");

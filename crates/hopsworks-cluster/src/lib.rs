@@ -12,11 +12,14 @@
 //! its POST still leaves nothing behind.
 
 mod aws;
+mod backup;
 mod delete;
 mod input;
 mod ownership;
+mod replace;
+mod restore;
 
-pub use input::{DeleteSettings, IN_PLACE, Settings, settings_fingerprint};
+pub use input::{DeleteSettings, IN_PLACE, OnDelete, Settings, settings_fingerprint};
 pub use ownership::LEGACY_OWNER_TAG;
 
 /// Every AWS action this resource calls: its role in the template grants exactly these.
@@ -52,10 +55,35 @@ enum Waiting {
     Start,
     Running {
         id: String,
+        /// The last state logged ([`progress`]): each change is logged once, across invocations.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        seen: String,
+    },
+    /// A Delete's backups (OnDelete `backup-then-terminate`): `clusters` are terminated once
+    /// every backup has succeeded.
+    BackingUp {
+        clusters: Vec<delete::Doomed>,
+        backups: Vec<backup::Taking>,
     },
     Gone {
         clusters: Vec<delete::Doomed>,
     },
+}
+
+/// Log a cluster's state while waiting (`phase`: create, backup, delete, …) when it differs from
+/// `seen`, the last one logged (carried across invocations in [`Waiting`]): each change once,
+/// from the first invocation on.
+pub(crate) fn progress(phase: &'static str, cluster: &Cluster, seen: &mut String) {
+    if *seen != cluster.state {
+        tracing::info!(
+            phase,
+            cluster_id = %cluster.id,
+            state = %cluster.state,
+            url = %cluster.url,
+            "Hopsworks cluster state"
+        );
+        seen.clone_from(&cluster.state);
+    }
 }
 
 /// Why a step stopped: the invocation's time ran out (hand on), Hopsworks.ai refused the key,
@@ -137,15 +165,15 @@ impl HopsworksCluster {
     async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
         let settings = Settings::parse(&request.properties, &self.region)?;
         let waiting = read_state(ctx)?;
-        if let Some(Waiting::Running { id }) = &waiting {
+        if let Some(Waiting::Running { id, .. }) = &waiting {
             // Before anything can fail in this invocation: its failures answer with the id.
             ctx.record_physical_id(id.clone());
         }
         let client = self.client(&settings.secret_arn, ctx).await?;
         let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
-        let id = match waiting {
-            Some(Waiting::Running { id }) => id,
-            Some(Waiting::Gone { .. }) => {
+        let (id, seen) = match waiting {
+            Some(Waiting::Running { id, seen }) => (id, seen),
+            Some(Waiting::Gone { .. } | Waiting::BackingUp { .. }) => {
                 return Err(Failure::new(
                     "internal error: a Create was handed on as a Delete",
                 ));
@@ -157,7 +185,7 @@ impl HopsworksCluster {
                     .start(&client, &settings, &owner, &fingerprint, ctx)
                     .await
                 {
-                    Ok(id) => id,
+                    Ok(id) => (id, String::new()),
                     Err(Stop::OutOfTime) if SystemTime::now() < deadline => {
                         tracing::info!("no answer from Hopsworks.ai in the time left: handing on");
                         return Ok(Progress::Continue(state(Waiting::Start)));
@@ -173,7 +201,7 @@ impl HopsworksCluster {
                 }
             }
         };
-        self.wait_running(&client, &id, &settings, deadline, ctx)
+        self.wait_running(&client, &id, seen, &settings, deadline, ctx)
             .await
             .map_err(|f| f.with_physical_id(id.clone()))
     }
@@ -194,10 +222,8 @@ impl HopsworksCluster {
             wanted.eks_cluster_name
         ));
         let existing = bounded(client, ctx).list_clusters().await?;
-        if let Some(ours) = existing
-            .iter()
-            .find(|c| ownership::made_by(c, wanted, owner))
-        {
+        let ours = |c: &Cluster| ownership::made_by(c, wanted, owner, fingerprint);
+        if let Some(ours) = existing.iter().find(|c| ours(c)) {
             tracing::info!(cluster_id = %ours.id, "this resource already created the cluster: waiting for it");
             ctx.record_physical_id(ours.id.clone());
             return Ok(ours.id.clone());
@@ -224,10 +250,14 @@ impl HopsworksCluster {
                 value,
             });
         }
-        ctx.step(format!("creating Hopsworks cluster {}", cluster.name));
-        let created = bounded(client, ctx)
-            .create_cluster(&cluster, |c| ownership::made_by(c, wanted, owner))
-            .await?;
+        let created = restore::post(
+            &bounded(client, ctx),
+            &cluster,
+            settings.restore_from.as_deref(),
+            ours,
+            ctx,
+        )
+        .await?;
         let id = created.id().to_owned();
         ctx.record_physical_id(id.clone());
         match created {
@@ -243,11 +273,18 @@ impl HopsworksCluster {
         &self,
         client: &Client,
         id: &str,
+        mut seen: String,
         settings: &Settings,
         deadline: SystemTime,
         ctx: &Context,
     ) -> Result<Progress<Outcome>, Failure> {
         let poll = Duration::from_secs(settings.poll_seconds);
+        let hand_on = |seen: String| {
+            Progress::Continue(state(Waiting::Running {
+                id: id.to_owned(),
+                seen,
+            }))
+        };
         let late = |state: Option<&str>| {
             Failure::new(format!(
                 "Hopsworks cluster {id} did not reach running within {} minutes (it is {}); \
@@ -273,12 +310,11 @@ impl HopsworksCluster {
                 // invocation: the next one asks again.
                 Err(e) if e.is_out_of_time() => {
                     tracing::info!(cluster_id = %id, error = %e, "no answer in the time left: handing on");
-                    return Ok(Progress::Continue(state(Waiting::Running {
-                        id: id.to_owned(),
-                    })));
+                    return Ok(hand_on(seen));
                 }
                 Err(e) => return Err(e.into()),
             };
+            progress("create", &cluster, &mut seen);
             match hopsworks_ai::waiting_for_running(&cluster.state) {
                 Wait::Reached => return Ok(Progress::Done(outcome(&cluster))),
                 Wait::Failed => {
@@ -299,9 +335,7 @@ impl HopsworksCluster {
                 return Err(late(Some(&cluster.state)));
             }
             if ctx.remaining() < poll + HAND_OVER {
-                return Ok(Progress::Continue(state(Waiting::Running {
-                    id: id.to_owned(),
-                })));
+                return Ok(hand_on(seen));
             }
             last_state = Some(cluster.state);
             tokio::time::sleep(poll).await;
@@ -318,6 +352,9 @@ impl HopsworksCluster {
         else {
             unreachable!("update is called for Update requests")
         };
+        if replace::is_replacing(ctx)? {
+            return self.replace(request, ctx, None, &[]).await;
+        }
         let settings = Settings::parse(&request.properties, &self.region)?;
         let changed = input::replacing_changes(old_properties, &request.properties);
         let client = self.client(&settings.secret_arn, ctx).await?;
@@ -333,12 +370,7 @@ impl HopsworksCluster {
         let as_created =
             cluster.tag(SETTINGS_TAG) == Some(settings_fingerprint(&request.properties).as_str());
         if !changed.is_empty() && !as_created {
-            return Err(Failure::new(format!(
-                "{} cannot change on an existing Hopsworks cluster (only {} can); put the old \
-                 value back, or delete this stack and create it again to get a new cluster",
-                changed.join(", "),
-                IN_PLACE.join(", ")
-            )));
+            return self.replace(request, ctx, Some(&cluster), &changed).await;
         }
         Ok(Progress::Done(outcome(&cluster)))
     }
@@ -392,11 +424,32 @@ mod tests {
     fn waiting_states_round_trip() {
         for waiting in [
             Waiting::Start,
-            Waiting::Running { id: "abc".into() },
+            Waiting::Running {
+                id: "abc".into(),
+                seen: String::new(),
+            },
+            Waiting::Running {
+                id: "abc".into(),
+                seen: "initializing".into(),
+            },
+            Waiting::BackingUp {
+                clusters: vec![delete::Doomed {
+                    id: "abc".into(),
+                    registry: None,
+                    seen: String::new(),
+                }],
+                backups: vec![backup::Taking {
+                    cluster_id: "abc".into(),
+                    backup_id: "b-1".into(),
+                    backup_name: "n".into(),
+                    seen: "pending".into(),
+                }],
+            },
             Waiting::Gone {
                 clusters: vec![delete::Doomed {
                     id: "abc".into(),
                     registry: Some("111122223333".into()),
+                    seen: "shutting-down".into(),
                 }],
             },
         ] {

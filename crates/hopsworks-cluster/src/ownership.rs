@@ -5,7 +5,14 @@
 //! one of its own (a duplicate delivery, a POST whose answer was lost) waits for it instead of
 //! making a second. Clusters made by earlier releases carry [`LEGACY_OWNER_TAG`] with the earlier
 //! owner form; both are read.
+//!
+//! One resource can own two clusters for a while: after an Update that replaced its cluster, the
+//! new one is made before CloudFormation deletes the old one (with the old properties). So the
+//! settings tag ([`SETTINGS_TAG`], the fingerprint of the properties a cluster was made with)
+//! tells them apart: a Delete removes only the owned clusters of its own properties, and a Create
+//! adopts only one of its own name and properties.
 
+use crate::SETTINGS_TAG;
 use custom_resource::{OWNER_TAG, Owner};
 use hopsworks_ai::{Cluster, NewCluster};
 
@@ -20,9 +27,19 @@ pub fn owned_by(cluster: &Cluster, owner: &Owner) -> bool {
         .any(|t| (t.name == OWNER_TAG || t.name == LEGACY_OWNER_TAG) && owner.matches(&t.value))
 }
 
-/// Whether `cluster` is the one a Create of `wanted` by `owner` made: its name and its tag.
-pub fn made_by(cluster: &Cluster, wanted: &NewCluster, owner: &Owner) -> bool {
-    cluster.name == wanted.name && owned_by(cluster, owner)
+/// Whether `cluster` is the one a Create of `wanted` by `owner`, with properties of
+/// `fingerprint`, made: its name, its owner tag and its settings tag.
+pub fn made_by(cluster: &Cluster, wanted: &NewCluster, owner: &Owner, fingerprint: &str) -> bool {
+    cluster.name == wanted.name
+        && owned_by(cluster, owner)
+        && cluster.tag(SETTINGS_TAG) == Some(fingerprint)
+}
+
+/// Whether a Delete of `owner`'s resource with properties of `fingerprint` removes `cluster`
+/// (besides the cluster its physical id names): owned, and made with those properties. A cluster
+/// without a settings tag (made by an earlier release) is removed by its owner tag alone.
+pub fn swept_by(cluster: &Cluster, owner: &Owner, fingerprint: &str) -> bool {
+    owned_by(cluster, owner) && cluster.tag(SETTINGS_TAG).is_none_or(|f| f == fingerprint)
 }
 
 /// Whether `cluster` holds the EKS cluster `wanted` asks for: same name, same region (EKS names
@@ -93,24 +110,43 @@ mod tests {
     }
 
     #[test]
-    fn a_create_adopts_its_own_name_and_tag_only() {
+    fn a_create_adopts_its_own_name_tag_and_properties_only() {
         let o = owner("HopsworksCluster");
+        let key = o.key();
         let wanted = NewCluster {
             name: "fs".into(),
             eks_cluster_name: "demo".into(),
             region: "us-east-2".into(),
             ..NewCluster::default()
         };
-        assert!(made_by(
-            &cluster("fs", &[(OWNER_TAG, &o.key())]),
-            &wanted,
-            &o
-        ));
-        assert!(!made_by(&cluster("fs", &[]), &wanted, &o));
+        let ours = [(OWNER_TAG, key.as_str()), (SETTINGS_TAG, "f1")];
+        assert!(made_by(&cluster("fs", &ours), &wanted, &o, "f1"));
+        assert!(!made_by(&cluster("fs", &[]), &wanted, &o, "f1"));
+        assert!(!made_by(&cluster("other", &ours), &wanted, &o, "f1"));
+        // The cluster a replacement leaves behind: same owner, other properties.
+        assert!(!made_by(&cluster("fs", &ours), &wanted, &o, "f2"));
         assert!(!made_by(
-            &cluster("other", &[(OWNER_TAG, &o.key())]),
+            &cluster("fs", &[(OWNER_TAG, &key)]),
             &wanted,
-            &o
+            &o,
+            "f1"
+        ));
+    }
+
+    #[test]
+    fn a_delete_sweeps_the_clusters_of_its_own_properties_only() {
+        let o = owner("HopsworksCluster");
+        let key = o.key();
+        let old = cluster("fs", &[(OWNER_TAG, &key), (SETTINGS_TAG, "old")]);
+        let replacement = cluster("fs2", &[(OWNER_TAG, &key), (SETTINGS_TAG, "new")]);
+        assert!(swept_by(&old, &o, "old"));
+        assert!(!swept_by(&replacement, &o, "old"));
+        // An earlier release's cluster, no settings tag: by its owner alone.
+        assert!(swept_by(&cluster("fs", &[(OWNER_TAG, &key)]), &o, "old"));
+        assert!(!swept_by(
+            &cluster("fs", &[(SETTINGS_TAG, "old")]),
+            &o,
+            "old"
         ));
     }
 
