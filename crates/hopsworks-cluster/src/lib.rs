@@ -18,6 +18,7 @@ mod input;
 mod ownership;
 mod replace;
 mod restore;
+mod update;
 
 pub use input::{DeleteSettings, IN_PLACE, OnDelete, Settings, settings_fingerprint};
 pub use ownership::LEGACY_OWNER_TAG;
@@ -31,7 +32,7 @@ pub const IAM_ACTIONS: &[&str] = &[
 ];
 
 use custom_resource::{
-    Action, Context, CustomResource, Failure, OWNER_TAG, Outcome, Owner, Progress, Request,
+    Context, CustomResource, Failure, OWNER_TAG, Outcome, Owner, Progress, Request,
 };
 use hopsworks_ai::{Client, Cluster, Created, Retry, Wait};
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,8 @@ enum Waiting {
         clusters: Vec<delete::Doomed>,
         backups: Vec<backup::Taking>,
     },
+    /// An Update (or the end of a Create) converging the cluster to its properties.
+    Updating(update::Updating),
     Gone {
         clusters: Vec<delete::Doomed>,
     },
@@ -165,7 +168,9 @@ impl HopsworksCluster {
     async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
         let settings = Settings::parse(&request.properties, &self.region)?;
         let waiting = read_state(ctx)?;
-        if let Some(Waiting::Running { id, .. }) = &waiting {
+        if let Some(Waiting::Running { id, .. } | Waiting::Updating(update::Updating { id, .. })) =
+            &waiting
+        {
             // Before anything can fail in this invocation: its failures answer with the id.
             ctx.record_physical_id(id.clone());
         }
@@ -173,6 +178,14 @@ impl HopsworksCluster {
         let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
         let (id, seen) = match waiting {
             Some(Waiting::Running { id, seen }) => (id, seen),
+            // Running, and its in-place settings (OpenPorts) being applied.
+            Some(Waiting::Updating(progress)) => {
+                let id = progress.id.clone();
+                return self
+                    .converge(&client, &settings, progress, None, deadline, ctx)
+                    .await
+                    .map_err(|f| f.with_physical_id(id));
+            }
             Some(Waiting::Gone { .. } | Waiting::BackingUp { .. }) => {
                 return Err(Failure::new(
                     "internal error: a Create was handed on as a Delete",
@@ -316,7 +329,16 @@ impl HopsworksCluster {
             };
             progress("create", &cluster, &mut seen);
             match hopsworks_ai::waiting_for_running(&cluster.state) {
-                Wait::Reached => return Ok(Progress::Done(outcome(&cluster))),
+                // Running: what the API does not take on create (OpenPorts), as an Update does.
+                Wait::Reached => {
+                    let progress = update::Updating {
+                        seen,
+                        ..update::Updating::new(id)
+                    };
+                    return self
+                        .converge(client, settings, progress, Some(cluster), deadline, ctx)
+                        .await;
+                }
                 Wait::Failed => {
                     return Err(Failure::new(format!(
                         "Hopsworks cluster {} ({id}) is {}: {}",
@@ -340,39 +362,6 @@ impl HopsworksCluster {
             last_state = Some(cluster.state);
             tokio::time::sleep(poll).await;
         }
-    }
-
-    /// Only the secret, the poll interval and the timeout change in place; anything else would be
-    /// a new Hopsworks cluster on the same EKS cluster, which Hopsworks does not allow.
-    async fn update(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
-        let Action::Update {
-            physical_id,
-            old_properties,
-        } = &request.action
-        else {
-            unreachable!("update is called for Update requests")
-        };
-        if replace::is_replacing(ctx)? {
-            return self.replace(request, ctx, None, &[]).await;
-        }
-        let settings = Settings::parse(&request.properties, &self.region)?;
-        let changed = input::replacing_changes(old_properties, &request.properties);
-        let client = self.client(&settings.secret_arn, ctx).await?;
-        ctx.step(format!("reading Hopsworks cluster {physical_id}"));
-        let Some(cluster) = bounded(&client, ctx).get_cluster(physical_id).await? else {
-            return Err(Failure::new(format!(
-                "Hopsworks cluster {physical_id} no longer exists; delete this stack and create \
-                 it again"
-            )));
-        };
-        // CloudFormation rolls a failed update back with old and new swapped: properties that
-        // are the cluster's own (its fingerprint) change nothing, whatever the old ones said.
-        let as_created =
-            cluster.tag(SETTINGS_TAG) == Some(settings_fingerprint(&request.properties).as_str());
-        if !changed.is_empty() && !as_created {
-            return self.replace(request, ctx, Some(&cluster), &changed).await;
-        }
-        Ok(Progress::Done(outcome(&cluster)))
     }
 }
 
