@@ -1,7 +1,9 @@
 //! Parameter values checked as CloudFormation checks them before it makes anything: `Type`
 //! (`Number`, `String`, `CommaDelimitedList`), `AllowedValues`, `AllowedPattern` (the whole value
-//! must match), `MinLength`/`MaxLength`, `MinValue`/`MaxValue`. A refused value is a failed
-//! stack operation that changed nothing, with the `ConstraintDescription` when there is one.
+//! must match), `MinLength`/`MaxLength`, `MinValue`/`MaxValue`. A `CommaDelimitedList`'s members
+//! are space-trimmed, and `AllowedValues` and `AllowedPattern` apply to each of them. A refused
+//! value is a failed stack operation that changed nothing, with the `ConstraintDescription` when
+//! there is one.
 
 use serde_json::{Map, Value};
 
@@ -38,11 +40,17 @@ fn check_one(name: &str, spec: &Value, value: &Value) -> Result<(), String> {
     if kind == "Number" && number.is_none() {
         return refuse(format!("must be a number, got {text:?}"));
     }
+    // A list's constraints apply to each of its members, space-trimmed.
+    let items: Vec<&str> = if kind == "CommaDelimitedList" {
+        text.split(',').map(str::trim).collect()
+    } else {
+        vec![text.as_str()]
+    };
     if let Some(allowed) = spec["AllowedValues"].as_array() {
         let allowed: Vec<String> = allowed.iter().map(scalar).collect();
-        if !allowed.contains(&text) {
+        if let Some(bad) = items.iter().find(|i| !allowed.iter().any(|a| a == *i)) {
             return refuse(format!(
-                "failed to satisfy constraint: value {text:?} is not one of {allowed:?}"
+                "failed to satisfy constraint: value {bad:?} is not one of {allowed:?}"
             ));
         }
     }
@@ -53,12 +61,6 @@ fn check_one(name: &str, spec: &Value, value: &Value) -> Result<(), String> {
             .replace(r"\d", "[0-9]");
         let whole = regex::Regex::new(&format!("^(?:{ascii})$"))
             .map_err(|e| format!("parameter {name}: AllowedPattern does not compile: {e}"))?;
-        // A list's pattern applies to each of its items.
-        let items: Vec<&str> = if kind == "CommaDelimitedList" {
-            text.split(',').collect()
-        } else {
-            vec![text.as_str()]
-        };
         if let Some(bad) = items.iter().find(|i| !whole.is_match(i)) {
             return refuse(format!(
                 "failed to satisfy constraint: {bad:?} does not match {pattern}"
@@ -103,6 +105,7 @@ mod tests {
             "Count": {"Type": "Number", "MinValue": 1, "MaxValue": 50},
             "Mode": {"Type": "String", "AllowedValues": ["auto", "aws-auth"]},
             "Ports": {"Type": "CommaDelimitedList", "AllowedPattern": "[0-9]+"},
+            "Open": {"Type": "CommaDelimitedList", "AllowedValues": ["", "Kafka", "Ssh"]},
             "Word": {"Type": "String", "AllowedPattern": "^[\\w-]{1,512}$"},
         })
         .as_object()
@@ -118,6 +121,26 @@ mod tests {
     fn accepts_values_within_every_constraint() {
         let ok = values(json!({"Name": "abc", "Count": "50", "Mode": "auto", "Ports": "80,443"}));
         assert_eq!(check(&declared(), &ok), Ok(()));
+    }
+
+    #[test]
+    fn a_lists_members_are_trimmed_and_each_checked() {
+        for ok in ["80, 443", " 80 ,443 "] {
+            assert_eq!(
+                check(&declared(), &values(json!({"Ports": ok}))),
+                Ok(()),
+                "{ok}"
+            );
+        }
+        for ok in ["", "Kafka", "Kafka, Ssh"] {
+            assert_eq!(
+                check(&declared(), &values(json!({"Open": ok}))),
+                Ok(()),
+                "{ok}"
+            );
+        }
+        let err = check(&declared(), &values(json!({"Open": "Kafka,Http"}))).unwrap_err();
+        assert!(err.contains("value \"Http\" is not one of"), "{err}");
     }
 
     #[test]

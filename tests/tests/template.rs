@@ -190,3 +190,120 @@ fn the_launch_form_has_no_way_to_send_the_api_key_elsewhere() {
         "the function's environment can be set from the template: {function}"
     );
 }
+
+/// Each Step 6 parameter reaches the HopsworksCluster resource: a parameter on the form that no
+/// property reads would change nothing on a stack update.
+#[test]
+fn every_hopsworks_cluster_parameter_reaches_the_custom_resource() {
+    let template = template();
+    let properties = &template["Resources"]["HopsworksCluster"]["Properties"];
+    assert!(properties.is_object(), "no HopsworksCluster resource");
+    // serde_saphyr drops the !Ref tag: a property `!Ref HopsworksX` reads "HopsworksX".
+    let referenced = properties.to_string();
+    // Steps 2 and 5 use these; the condition CreateCluster reads CreateHopsworksCluster.
+    let elsewhere = [
+        "HopsworksInstanceProfile",
+        "HopsworksPrincipalType",
+        "HopsworksPrincipal",
+    ];
+    let parameters = template["Parameters"].as_object().expect("Parameters");
+    let unread: Vec<&String> = parameters
+        .keys()
+        .filter(|p| p.starts_with("Hopsworks") && !elsewhere.contains(&p.as_str()))
+        .filter(|p| !referenced.contains(&format!("\"{p}\"")))
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "parameters no property reads: {unread:?}"
+    );
+    for property in [
+        "AutoscaleMaxWorkers",
+        "AutoscaleMinWorkers",
+        "AutoscaleInstanceType",
+        "AutoscaleDiskSize",
+        "AutoscaleStandbyWorkers",
+        "AutoscaleDownscaleWaitSeconds",
+        "OpenPorts",
+        "OnDelete",
+        "RestoreFromBackupId",
+        "AllowReplacement",
+    ] {
+        assert_eq!(
+            properties[property],
+            format!("Hopsworks{property}"),
+            "HopsworksCluster.{property}"
+        );
+    }
+    // CloudFormation's DeletionPolicy Retain would skip the resource's Delete, and with it the
+    // backup OnDelete asks for; retain is the resource's own.
+    let resource = &template["Resources"]["HopsworksCluster"];
+    assert!(
+        resource.get("DeletionPolicy").is_none_or(|p| p == "Delete"),
+        "HopsworksCluster's DeletionPolicy: {}",
+        resource["DeletionPolicy"]
+    );
+}
+
+/// `aws logs tail <HopsworksClusterLogGroup> --follow` follows the cluster's progress.
+#[test]
+fn an_output_names_the_hopsworks_cluster_functions_log_group() {
+    let template = template();
+    let function = &template["Resources"]["HopsworksClusterFunction"]["Properties"];
+    let group = function["LoggingConfig"]["LogGroup"]
+        .as_str()
+        .expect("HopsworksClusterFunction's log group");
+    let output = &template["Outputs"]["HopsworksClusterLogGroup"];
+    assert_eq!(output["Value"], group, "{output}");
+    assert_eq!(output["Condition"], "CreateCluster", "{output}");
+}
+
+/// The Step 6 parameters refuse on the form what the function would refuse later (CloudFormation
+/// checks them before it makes or changes anything), and accept each documented shape.
+#[test]
+fn the_day_2_parameters_refuse_on_the_form_what_the_function_refuses() {
+    let template = template();
+    let declared = template["Parameters"].as_object().expect("Parameters");
+    let check = |name: &str, value: &str| {
+        let values = [(name.to_owned(), Value::from(value))]
+            .into_iter()
+            .collect();
+        system_tests::parameters::check(declared, &values)
+    };
+    for (name, value) in [
+        ("HopsworksOpenPorts", ""),
+        (
+            "HopsworksOpenPorts",
+            "FeatureStore, OnlineFeatureStore,Kafka,Ssh",
+        ),
+        ("HopsworksOnDelete", "retain"),
+        ("HopsworksRestoreFromBackupId", ""),
+        (
+            "HopsworksRestoreFromBackupId",
+            "5e1d2c3b-aaaa-bbbb-cccc-000000000001",
+        ),
+        ("HopsworksAllowReplacement", "true"),
+        ("HopsworksAutoscaleStandbyWorkers", "0"),
+        ("HopsworksAutoscaleStandbyWorkers", "1"),
+        ("HopsworksAutoscaleDownscaleWaitSeconds", "86400"),
+        ("HopsworksAutoscaleMaxWorkers", "100"),
+    ] {
+        assert_eq!(check(name, value), Ok(()), "{name}={value:?}");
+    }
+    for (name, value) in [
+        ("HopsworksOpenPorts", "Kafka,Http"),
+        ("HopsworksOpenPorts", "kafka"),
+        ("HopsworksOnDelete", "keep"),
+        // The id goes into the URL path of the restore call.
+        ("HopsworksRestoreFromBackupId", "../clusters/x"),
+        ("HopsworksRestoreFromBackupId", "id?x=1"),
+        ("HopsworksAllowReplacement", "yes"),
+        ("HopsworksAutoscaleStandbyWorkers", "1.5"),
+        ("HopsworksAutoscaleStandbyWorkers", "-0.5"),
+        ("HopsworksAutoscaleDownscaleWaitSeconds", "86401"),
+        ("HopsworksAutoscaleMaxWorkers", "101"),
+        ("HopsworksAutoscaleDiskSize", "32"),
+    ] {
+        let refused = check(name, value).expect_err(&format!("{name}={value:?} is accepted"));
+        assert!(refused.contains(name), "{refused}");
+    }
+}
