@@ -454,12 +454,12 @@ async fn update_changes_only_what_can_change_in_place() {
     assert_eq!(rolled_back.physical_id, created.physical_id);
     // A real change is still refused after it.
     let mut other = in_place.clone();
-    other["WorkerCount"] = json!("3");
+    other["HeadDiskSize"] = json!("1024");
     let refused = cfn
         .update(LOGICAL, &created.physical_id, other, in_place)
         .await;
     assert!(
-        refused.reason.starts_with("WorkerCount cannot change"),
+        refused.reason.starts_with("HeadDiskSize cannot change"),
         "{}",
         refused.reason
     );
@@ -901,4 +901,358 @@ async fn a_marker_delete_that_cannot_read_the_key_for_now_tries_again_instead_of
     };
     b.conclude(&cfn, &lost, b.props()).await;
     assert_eq!(b.proxy.unfired(), 0, "the throttling never struck");
+}
+
+// ---- Updates in place (issue 12, part 1) -------------------------------------------------------
+
+/// A bench with a running cluster made by the function: the bench, the player and the Create's
+/// answer.
+async fn updatable(timeout: Duration, behaviour: Value) -> (Bench, Answer) {
+    let b = bench(timeout).await;
+    b.control.hopsworks_behaviour(behaviour).await;
+    let created = {
+        let cfn = b.player().await;
+        cfn.create(LOGICAL, b.props()).await
+    };
+    assert!(created.is_success(), "{}", created.reason);
+    (b, created)
+}
+
+impl Bench {
+    /// `(method, path)` of the day-2 calls (anything but a GET) on cluster `id`, in order.
+    async fn changes(&self, id: &str) -> Vec<(String, String)> {
+        let prefix = format!("/api/clusters/{id}/");
+        self.requests()
+            .await
+            .into_iter()
+            .filter(|(method, path)| method != "GET" && path.starts_with(&prefix))
+            .map(|(method, path)| (method, path[prefix.len()..].to_owned()))
+            .collect()
+    }
+
+    /// The cluster as the double's control API shows it.
+    async fn cluster(&self, id: &str) -> Value {
+        self.clusters().await.remove(id).unwrap_or_default()
+    }
+
+    /// `(instanceType, count)` of each worker group of cluster `id`.
+    async fn workers(&self, id: &str) -> Vec<(String, u64)> {
+        let c = self.cluster(id).await;
+        c["clusterConfiguration"]["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|w| {
+                (
+                    w["instanceType"].as_str().unwrap_or_default().to_owned(),
+                    w["count"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The JSON body of the last `method` request whose path ends with `suffix`.
+async fn body_of(b: &Bench, method: &str, suffix: &str) -> Value {
+    b.control
+        .hopsworks_requests()
+        .await
+        .into_iter()
+        .rfind(|r| {
+            r["method"] == method && r["path"].as_str().unwrap_or_default().ends_with(suffix)
+        })
+        .and_then(|r| serde_json::from_str(r["body"].as_str()?).ok())
+        .unwrap_or_default()
+}
+
+fn call(method: &str, path: &str) -> (String, String) {
+    (method.to_owned(), path.to_owned())
+}
+
+fn changed(props: &Value, changes: Value) -> Value {
+    let mut props = props.clone();
+    for (k, v) in changes.as_object().into_iter().flatten() {
+        props[k] = v.clone();
+    }
+    props
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_count_change_adds_workers_and_its_rollback_update_removes_them() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({"polls_per_state": 2})).await;
+    let id = &created.physical_id;
+    let cfn = b.player().await;
+    let more = changed(&b.props(), json!({"WorkerCount": "3"}));
+    let updated = cfn.update(LOGICAL, id, more.clone(), b.props()).await;
+    assert!(updated.is_success(), "{}", updated.reason);
+    assert_eq!(&updated.physical_id, id);
+    assert_eq!(updated.attr("State"), "running");
+    assert_eq!(b.workers(id).await, [("m5.2xlarge".to_owned(), 3)]);
+    assert_eq!(b.changes(id).await, [call("POST", "workers")]);
+
+    // CloudFormation's rollback of that update: old and new swapped.
+    let back = cfn.update(LOGICAL, id, b.props(), more).await;
+    assert!(back.is_success(), "{}", back.reason);
+    assert_eq!(b.workers(id).await, [("m5.2xlarge".to_owned(), 1)]);
+    assert_eq!(
+        b.changes(id).await,
+        [call("POST", "workers"), call("DELETE", "workers")]
+    );
+    let removed = body_of(&b, "DELETE", "/workers").await;
+    assert_eq!(
+        removed["workers"],
+        json!([{"instanceType": "m5.2xlarge", "diskSize": 512, "count": 2}]),
+        "{removed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_type_removes_the_old_group_then_adds_the_new_one() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({})).await;
+    let id = &created.physical_id;
+    let cfn = b.player().await;
+    let props = changed(
+        &b.props(),
+        json!({"WorkerInstanceType": "m5.4xlarge", "WorkerCount": "2"}),
+    );
+    let updated = cfn.update(LOGICAL, id, props, b.props()).await;
+    assert!(updated.is_success(), "{}", updated.reason);
+    assert_eq!(b.workers(id).await, [("m5.4xlarge".to_owned(), 2)]);
+    assert_eq!(
+        b.changes(id).await,
+        [call("DELETE", "workers"), call("POST", "workers")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscale_replaces_the_workers_and_turning_it_off_brings_them_back() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({})).await;
+    let id = &created.physical_id;
+    let cfn = b.player().await;
+    let autoscaled = changed(
+        &b.props(),
+        json!({"WorkerCount": "0", "AutoscaleMaxWorkers": "4", "AutoscaleMinWorkers": "1",
+               "AutoscaleStandbyWorkers": "0.25"}),
+    );
+    let on = cfn.update(LOGICAL, id, autoscaled.clone(), b.props()).await;
+    assert!(on.is_success(), "{}", on.reason);
+    let c = b.cluster(id).await;
+    assert_eq!(
+        c["autoscale"]["nonGpu"],
+        json!({"instanceType": "m5.2xlarge", "diskSize": 512, "minWorkers": 1, "maxWorkers": 4,
+               "standbyWorkers": 0.25, "downscaleWaitTime": 300}),
+        "{c}"
+    );
+    assert!(b.workers(id).await.is_empty());
+
+    let off = cfn.update(LOGICAL, id, b.props(), autoscaled).await;
+    assert!(off.is_success(), "{}", off.reason);
+    assert!(b.cluster(id).await["autoscale"].is_null());
+    assert_eq!(b.workers(id).await, [("m5.2xlarge".to_owned(), 1)]);
+    assert_eq!(
+        b.changes(id).await,
+        [
+            call("DELETE", "workers"),
+            call("POST", "autoscale"),
+            call("DELETE", "autoscale"),
+            call("POST", "workers"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_and_the_head_instance_type_change_in_place() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({})).await;
+    let id = &created.physical_id;
+    let cfn = b.player().await;
+    let props = changed(
+        &b.props(),
+        json!({"OpenPorts": ["FeatureStore", "Kafka", ""], "HeadInstanceType": "m5.4xlarge"}),
+    );
+    let updated = cfn.update(LOGICAL, id, props, b.props()).await;
+    assert!(updated.is_success(), "{}", updated.reason);
+    let c = b.cluster(id).await;
+    assert_eq!(
+        c["ports"],
+        json!({"featureStore": true, "onlineFeatureStore": false, "kafka": true, "ssh": false})
+    );
+    assert_eq!(
+        c["clusterConfiguration"]["head"]["instanceType"],
+        "m5.4xlarge"
+    );
+    assert_eq!(
+        b.changes(id).await,
+        [
+            call("POST", "ports"),
+            call("PUT", "nodes/modify-instance-type")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_waits_across_invocations_and_its_rollback_update_rolls_it_back() {
+    // 8 s invocations, 1 s polls, 3 polls per state: the upgrade's five states take about 15 s.
+    let (b, created) = updatable(Duration::from_secs(8), json!({"polls_per_state": 3})).await;
+    let id = &created.physical_id;
+    let cfn = b.player().await;
+    let before = handed_on(&b.function);
+    let upgraded = changed(&b.props(), json!({"HopsworksVersion": "4.0.0"}));
+    let updated = cfn.update(LOGICAL, id, upgraded.clone(), b.props()).await;
+    assert!(updated.is_success(), "{}", updated.reason);
+    assert_eq!(updated.attr("Version"), "4.0.0");
+    assert_eq!(&updated.physical_id, id);
+    assert!(
+        handed_on(&b.function) > before,
+        "the upgrade's wait never handed on"
+    );
+    let upgrade = body_of(&b, "POST", "/upgrade").await;
+    assert_eq!(
+        upgrade["dockerRegistryAccount"],
+        b.cluster(id).await["aws"]["ecrRegistryAccountId"]
+    );
+
+    let back = cfn.update(LOGICAL, id, b.props(), upgraded).await;
+    assert!(back.is_success(), "{}", back.reason);
+    assert_eq!(back.attr("Version"), "3.9.0");
+    assert_eq!(
+        b.changes(id).await,
+        [call("POST", "upgrade"), call("PUT", "upgrade/rollback")]
+    );
+    // Each state the cluster went through is logged with its id and URL.
+    let logged = b
+        .function
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("Hopsworks cluster state") && l.contains(id.as_str()))
+        .count();
+    assert!(logged >= 4, "states logged: {logged}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upgrade_is_rolled_back_and_fails_with_the_apis_message() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({})).await;
+    let id = &created.physical_id;
+    b.control
+        .hopsworks_behaviour(json!({"fail_upgrade_with": "the database migration failed on ndbd"}))
+        .await;
+    let cfn = b.player().await;
+    let props = changed(&b.props(), json!({"HopsworksVersion": "4.0.0"}));
+    let failed = cfn.update(LOGICAL, id, props, b.props()).await;
+    assert_eq!(failed.status, "FAILED");
+    assert!(
+        failed
+            .reason
+            .contains("the database migration failed on ndbd")
+            && failed.reason.contains("rolled back to Hopsworks 3.9.0"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(&failed.physical_id, id);
+    let c = b.cluster(id).await;
+    assert_eq!(
+        (c["state"].as_str(), c["version"].as_str()),
+        (Some("running"), Some("3.9.0"))
+    );
+    assert_eq!(
+        b.changes(id).await,
+        [call("POST", "upgrade"), call("PUT", "upgrade/rollback")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_changes_nothing_on_the_cluster_calls_nothing() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({})).await;
+    let id = &created.physical_id;
+    let cfn = b.player().await;
+    // A rollback Update of a change that never reached the cluster; an empty OpenPorts.
+    let old = changed(
+        &b.props(),
+        json!({"WorkerCount": "5", "HopsworksVersion": "4.0.0"}),
+    );
+    let new = changed(
+        &b.props(),
+        json!({"OpenPorts": [""], "PollIntervalSeconds": "2"}),
+    );
+    let updated = cfn.update(LOGICAL, id, new, old).await;
+    assert!(updated.is_success(), "{}", updated.reason);
+    assert!(b.changes(id).await.is_empty(), "{:?}", b.changes(id).await);
+    let after_create: Vec<(String, String)> = b
+        .requests()
+        .await
+        .into_iter()
+        .filter(|(method, _)| method != "GET")
+        .collect();
+    assert_eq!(after_create, [call("POST", "/api/clusters")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_change_is_refused_naming_the_property_and_allow_replacement() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({})).await;
+    let id = &created.physical_id;
+    let cfn = b.player().await;
+    let props = changed(
+        &b.props(),
+        json!({"BucketName": "another-bucket", "WorkerCount": "2"}),
+    );
+    let refused = cfn.update(LOGICAL, id, props, b.props()).await;
+    assert_eq!(refused.status, "FAILED");
+    assert!(
+        refused.reason.starts_with("BucketName cannot change")
+            && refused.reason.contains("AllowReplacement"),
+        "{}",
+        refused.reason
+    );
+    assert_eq!(&refused.physical_id, id);
+    // Nothing changed, the in-place part included.
+    assert!(b.changes(id).await.is_empty());
+    assert_eq!(b.workers(id).await, [("m5.2xlarge".to_owned(), 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_adding_workers_converges_without_adding_them_twice() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({})).await;
+    let id = &created.physical_id;
+    b.control
+        .hopsworks_fault(
+            json!({"kind": "drop", "after": true, "method": "POST", "path_contains": "/workers"}),
+        )
+        .await;
+    let cfn = b.player().await;
+    let props = changed(&b.props(), json!({"WorkerCount": "3"}));
+    let updated = cfn.update(LOGICAL, id, props, b.props()).await;
+    assert!(updated.is_success(), "{}", updated.reason);
+    assert_eq!(b.workers(id).await, [("m5.2xlarge".to_owned(), 3)]);
+    assert_eq!(b.changes(id).await, [call("POST", "workers")]);
+    assert!(
+        b.control.hopsworks_faults().await.is_empty(),
+        "the fault never struck"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_cluster_does_not_show_after_it_ran_again_fails_instead_of_repeating() {
+    let (b, created) = updatable(Duration::from_secs(30), json!({})).await;
+    let id = &created.physical_id;
+    // The POST is answered 404, which the contract reads as success for any call, and is not
+    // applied: the cluster runs on with one worker.
+    b.control
+        .hopsworks_fault(
+            json!({"kind": "status", "status": 404, "method": "POST", "path_contains": "/workers"}),
+        )
+        .await;
+    let cfn = b.player().await;
+    let props = changed(&b.props(), json!({"WorkerCount": "3"}));
+    let failed = cfn.update(LOGICAL, id, props, b.props()).await;
+    assert_eq!(failed.status, "FAILED");
+    assert!(
+        failed
+            .reason
+            .contains("accepted adding 2 m5.2xlarge workers (512 GB disks) but Hopsworks cluster")
+            && failed
+                .reason
+                .contains("still shows 1 m5.2xlarge worker (512 GB disk)"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(b.changes(id).await, [call("POST", "workers")]);
 }
