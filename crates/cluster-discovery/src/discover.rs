@@ -6,6 +6,7 @@ use aws_sdk_ec2::types::{Filter, RouteTable};
 use aws_sdk_eks::error::ProvideErrorMetadata;
 use aws_sdk_eks::types::Cluster;
 use custom_resource::arn::{Arn, role_arn_without_path};
+use custom_resource::aws::AwsError;
 use std::collections::BTreeMap;
 
 /// Everything the rest of the stack needs to know about the cluster and the Hopsworks role.
@@ -88,9 +89,9 @@ impl Clients {
         );
         let cluster = cluster?;
         let cluster_arn = cluster.arn().unwrap_or_default().to_owned();
-        let arn = Arn::parse(&cluster_arn).ok_or_else(|| DiscoveryError::Aws {
+        let arn = Arn::parse(&cluster_arn).ok_or_else(|| DiscoveryError::Answer {
             call: "eks:DescribeCluster",
-            message: format!("the cluster ARN {cluster_arn:?} does not parse"),
+            problem: format!("the cluster ARN {cluster_arn:?} does not parse"),
         })?;
         if let Some(profile_account) = &input.instance_profile.account
             && profile_account != arn.account
@@ -169,19 +170,24 @@ impl Clients {
             .instance_profile_name(name)
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_no_such_entity_exception() => {
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_no_such_entity_exception())
+                {
                     DiscoveryError::InstanceProfileNotFound {
                         name: name.to_owned(),
                         account: String::new(),
                     }
+                } else {
+                    aws_error("iam:GetInstanceProfile", e)
                 }
-                _ => aws_error("iam:GetInstanceProfile", &e),
             })?;
-        let profile = output.instance_profile.ok_or_else(|| DiscoveryError::Aws {
-            call: "iam:GetInstanceProfile",
-            message: "the answer has no instance profile".to_owned(),
-        })?;
+        let profile = output
+            .instance_profile
+            .ok_or_else(|| DiscoveryError::Answer {
+                call: "iam:GetInstanceProfile",
+                problem: "the answer has no instance profile".to_owned(),
+            })?;
         let role =
             profile
                 .roles()
@@ -203,15 +209,15 @@ impl Clients {
             .vpc_ids(vpc_id)
             .send()
             .await
-            .map_err(|e| aws_error("ec2:DescribeVpcs", &e))?;
+            .map_err(|e| aws_error("ec2:DescribeVpcs", e))?;
         output
             .vpcs()
             .first()
             .and_then(|v| v.cidr_block())
             .map(str::to_owned)
-            .ok_or_else(|| DiscoveryError::Aws {
+            .ok_or_else(|| DiscoveryError::Answer {
                 call: "ec2:DescribeVpcs",
-                message: format!("VPC {vpc_id} has no CIDR block"),
+                problem: format!("VPC {vpc_id} has no CIDR block"),
             })
     }
 
@@ -224,7 +230,7 @@ impl Clients {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("ec2:DescribeRouteTables", &e))?;
+            let page = page.map_err(|e| aws_error("ec2:DescribeRouteTables", e))?;
             tables.extend(page.route_tables.unwrap_or_default());
         }
         Ok(tables)
@@ -257,14 +263,14 @@ fn split_public(subnet_ids: &[String], tables: &[RouteTable]) -> (Vec<String>, V
         .partition(|s| associated(s).or(main).is_some_and(is_public))
 }
 
-fn aws_error<E, R>(call: &'static str, err: &aws_sdk_eks::error::SdkError<E, R>) -> DiscoveryError
+fn aws_error<E, R>(call: &'static str, err: aws_sdk_eks::error::SdkError<E, R>) -> DiscoveryError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     DiscoveryError::Aws {
         call,
-        message: custom_resource::aws::sdk_error_message(err),
+        source: AwsError::new(err),
     }
 }
 

@@ -1,6 +1,7 @@
 //! What can go wrong, in words that tell the user what to do.
 
 use custom_resource::PropertyError;
+use custom_resource::aws::AwsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -60,7 +61,44 @@ pub enum DiscoveryError {
     )]
     InstanceProfileWithoutRole { name: String },
 
-    /// An AWS call failed for another reason (permissions, throttling after retries, an outage).
-    #[error("{call} failed: {message}")]
-    Aws { call: &'static str, message: String },
+    /// An AWS call failed for another reason (permissions, throttling after retries, an outage);
+    /// the Reason goes on with what AWS said ([`AwsError`]).
+    #[error("{call} failed")]
+    Aws {
+        call: &'static str,
+        #[source]
+        source: AwsError,
+    },
+
+    /// An AWS call answered without what it always holds.
+    #[error("{call} failed: {problem}")]
+    Answer { call: &'static str, problem: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::error::{ErrorMetadata, SdkError};
+    use custom_resource::Failure;
+
+    #[test]
+    fn a_failed_call_keeps_the_sdk_error_and_its_reason_says_what_aws_said() {
+        let sdk: SdkError<ErrorMetadata, ()> = SdkError::service_error(
+            ErrorMetadata::builder()
+                .code("UnauthorizedOperation")
+                .message("not allowed to call ec2:DescribeVpcs")
+                .build(),
+            (),
+        );
+        let err = DiscoveryError::Aws {
+            call: "ec2:DescribeVpcs",
+            source: AwsError::new(sdk),
+        };
+        let kept = std::error::Error::source(&err).and_then(std::error::Error::source);
+        assert!(kept.is_some_and(|e| e.is::<SdkError<ErrorMetadata, ()>>()));
+        assert_eq!(
+            Failure::from(err).to_string(),
+            "ec2:DescribeVpcs failed: UnauthorizedOperation: not allowed to call ec2:DescribeVpcs"
+        );
+    }
 }

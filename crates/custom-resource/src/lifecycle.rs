@@ -108,7 +108,8 @@ impl<E: std::error::Error> From<E> for Failure {
 }
 
 /// An error's message and its sources', joined by ": "; a source whose message the text already
-/// holds (an error that prints its source too) is not repeated.
+/// holds (an error that prints its source too) is not repeated, and the chain ends at an
+/// [`AwsError`](crate::aws::AwsError), whose message already says what the SDK's chain below it does.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -117,6 +118,9 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         if !text.contains(&next) {
             text.push_str(": ");
             text.push_str(&next);
+        }
+        if e.is::<crate::aws::AwsError>() {
+            break;
         }
         source = e.source();
     }

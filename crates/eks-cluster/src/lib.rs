@@ -2,8 +2,9 @@
 //! be ACTIVE, and when it is not, the error says what to do.
 
 use aws_sdk_eks::types::{Cluster, ClusterStatus};
+use custom_resource::aws::AwsError;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
         "EKS cluster {name} was not found in region {region}: check ClusterName, and deploy the \
@@ -14,8 +15,12 @@ pub enum ClusterError {
     #[error("EKS cluster {name} is {status}, not ACTIVE: wait until it is ACTIVE, then retry")]
     NotActive { name: String, status: String },
 
-    #[error("eks:DescribeCluster failed: {0}")]
-    Aws(String),
+    /// The call failed for another reason; the Reason goes on with what AWS said.
+    #[error("eks:DescribeCluster failed")]
+    Aws(#[source] AwsError),
+
+    #[error("eks:DescribeCluster failed: the answer has no cluster")]
+    NoCluster,
 }
 
 /// DescribeCluster `name`, which must be ACTIVE.
@@ -28,20 +33,23 @@ pub async fn describe_active(
         .name(name)
         .send()
         .await
-        .map_err(|e| match e.as_service_error() {
-            Some(se) if se.is_resource_not_found_exception() => ClusterError::NotFound {
-                name: name.to_owned(),
-                region: eks
-                    .config()
-                    .region()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            },
-            _ => ClusterError::Aws(custom_resource::aws::sdk_error_message(&e)),
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception())
+            {
+                ClusterError::NotFound {
+                    name: name.to_owned(),
+                    region: eks
+                        .config()
+                        .region()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                }
+            } else {
+                ClusterError::Aws(AwsError::new(e))
+            }
         })?;
-    let cluster = output
-        .cluster
-        .ok_or_else(|| ClusterError::Aws("the answer has no cluster".to_owned()))?;
+    let cluster = output.cluster.ok_or(ClusterError::NoCluster)?;
     match cluster.status() {
         Some(ClusterStatus::Active) => Ok(cluster),
         status => Err(ClusterError::NotActive {

@@ -3,9 +3,11 @@
 //! exists and would delete it with the stack; this resource adopts an identical rule (and leaves
 //! it on Delete), tags the rules it creates, and on Delete revokes only those.
 
+mod error;
 mod input;
 
-pub use input::{Input, Source};
+pub use error::IngressError;
+pub use input::{Input, InputError, Source};
 
 /// Every AWS action this resource calls: its role in the template grants exactly these.
 pub const IAM_ACTIONS: &[&str] = &[
@@ -19,7 +21,7 @@ use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, ResourceType, SecurityGroupRule, Tag, TagSpecification,
     UserIdGroupPair,
 };
-use custom_resource::aws::sdk_error_message;
+use custom_resource::aws::AwsError;
 use custom_resource::{
     Context, CustomResource, Failure, OWNER_TAG, Outcome, Owner, Progress, Request,
 };
@@ -54,7 +56,7 @@ fn allows(rule: &SecurityGroupRule, port: u16, source: &Source) -> bool {
 }
 
 impl SecurityGroupIngress {
-    async fn rules(&self, group_id: &str) -> Result<Option<Vec<SecurityGroupRule>>, Failure> {
+    async fn rules(&self, group_id: &str) -> Result<Option<Vec<SecurityGroupRule>>, IngressError> {
         let mut rules = Vec::new();
         let mut pages = self
             .ec2
@@ -66,13 +68,13 @@ impl SecurityGroupIngress {
             match page {
                 Ok(page) => rules.extend(page.security_group_rules.unwrap_or_default()),
                 Err(e) if code(&e) == Some("InvalidGroup.NotFound") => return Ok(None),
-                Err(e) => return Err(aws("ec2:DescribeSecurityGroupRules", &e)),
+                Err(e) => return Err(aws_error("ec2:DescribeSecurityGroupRules", e)),
             }
         }
         Ok(Some(rules))
     }
 
-    async fn apply(&self, request: &Request, ctx: &Context) -> Result<Outcome, Failure> {
+    async fn apply(&self, request: &Request, ctx: &Context) -> Result<Outcome, IngressError> {
         let input = Input::parse(&request.properties)?;
         let owner = Owner::of(request);
         let physical_id = format!("{ID_PREFIX}{}", input.group_id);
@@ -145,14 +147,24 @@ impl SecurityGroupIngress {
 
     /// One call per port: a rule that appeared meanwhile for one port (`Duplicate`) must not
     /// stop the others from opening.
-    async fn authorize(&self, input: &Input, ports: &[u16], owner: &Owner) -> Result<(), Failure> {
+    async fn authorize(
+        &self,
+        input: &Input,
+        ports: &[u16],
+        owner: &Owner,
+    ) -> Result<(), IngressError> {
         for port in ports {
             self.authorize_port(input, *port, &owner.key()).await?;
         }
         Ok(())
     }
 
-    async fn authorize_port(&self, input: &Input, port: u16, owner: &str) -> Result<(), Failure> {
+    async fn authorize_port(
+        &self,
+        input: &Input,
+        port: u16,
+        owner: &str,
+    ) -> Result<(), IngressError> {
         let builder = IpPermission::builder()
             .ip_protocol("tcp")
             .from_port(i32::from(port))
@@ -195,11 +207,11 @@ impl SecurityGroupIngress {
             Err(e) if code(&e) == Some("InvalidGroup.NotFound") => {
                 Err(missing_group(&input.group_id))
             }
-            Err(e) => Err(aws("ec2:AuthorizeSecurityGroupIngress", &e)),
+            Err(e) => Err(aws_error("ec2:AuthorizeSecurityGroupIngress", e)),
         }
     }
 
-    async fn revoke(&self, group_id: &str, rule_ids: &[String]) -> Result<(), Failure> {
+    async fn revoke(&self, group_id: &str, rule_ids: &[String]) -> Result<(), IngressError> {
         match self
             .ec2
             .revoke_security_group_ingress()
@@ -219,14 +231,14 @@ impl SecurityGroupIngress {
             {
                 Ok(())
             }
-            Err(e) => Err(aws("ec2:RevokeSecurityGroupIngress", &e)),
+            Err(e) => Err(aws_error("ec2:RevokeSecurityGroupIngress", e)),
         }
     }
 
     /// Revoke the rules this resource tagged, on the group its id names, or for the failed-create
     /// marker (the Create's answer may have been lost after it authorized) the group its
     /// properties name.
-    async fn remove(&self, request: &Request, ctx: &Context) -> Result<(), Failure> {
+    async fn remove(&self, request: &Request, ctx: &Context) -> Result<(), IngressError> {
         let group_id = match request.known_physical_id() {
             Some(id) => match id.strip_prefix(ID_PREFIX) {
                 Some(group_id) => group_id.to_owned(),
@@ -266,23 +278,22 @@ impl SecurityGroupIngress {
 
 impl CustomResource for SecurityGroupIngress {
     async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
-        self.apply(request, ctx).await.map(Progress::Done)
+        Ok(Progress::Done(self.apply(request, ctx).await?))
     }
 
     async fn update(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
-        self.apply(request, ctx).await.map(Progress::Done)
+        Ok(Progress::Done(self.apply(request, ctx).await?))
     }
 
     async fn delete(&self, request: &Request, ctx: &Context) -> Result<Progress<()>, Failure> {
-        self.remove(request, ctx).await.map(Progress::Done)
+        Ok(Progress::Done(self.remove(request, ctx).await?))
     }
 }
 
-fn missing_group(group_id: &str) -> Failure {
-    Failure::new(format!(
-        "security group {group_id} does not exist: check GroupId \
-         (ClusterDiscovery.ClusterSecurityGroupId)"
-    ))
+fn missing_group(group_id: &str) -> IngressError {
+    IngressError::MissingGroup {
+        group_id: group_id.to_owned(),
+    }
 }
 
 fn code<E, R>(err: &aws_sdk_ec2::error::SdkError<E, R>) -> Option<&str>
@@ -293,10 +304,13 @@ where
         .and_then(aws_sdk_ec2::error::ProvideErrorMetadata::code)
 }
 
-fn aws<E, R>(call: &str, err: &aws_sdk_ec2::error::SdkError<E, R>) -> Failure
+fn aws_error<E, R>(call: &'static str, err: aws_sdk_ec2::error::SdkError<E, R>) -> IngressError
 where
-    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    Failure::new(format!("{call} failed: {}", sdk_error_message(err)))
+    IngressError::Aws {
+        call,
+        source: AwsError::new(err),
+    }
 }

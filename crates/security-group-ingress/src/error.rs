@@ -1,0 +1,53 @@
+//! What can go wrong, in words that tell the user what to do.
+
+use crate::input::InputError;
+use custom_resource::aws::AwsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+
+    #[error(
+        "security group {group_id} does not exist: check GroupId \
+         (ClusterDiscovery.ClusterSecurityGroupId)"
+    )]
+    MissingGroup { group_id: String },
+
+    /// An EC2 call failed for another reason (permissions, throttling after retries, an outage);
+    /// the Reason goes on with what AWS said ([`AwsError`]).
+    #[error("{call} failed")]
+    Aws {
+        call: &'static str,
+        #[source]
+        source: AwsError,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::error::{ErrorMetadata, SdkError};
+    use custom_resource::Failure;
+
+    #[test]
+    fn a_failed_call_keeps_the_sdk_error_and_its_reason_says_what_aws_said() {
+        let sdk: SdkError<ErrorMetadata, ()> = SdkError::service_error(
+            ErrorMetadata::builder()
+                .code("UnauthorizedOperation")
+                .message("not allowed to revoke")
+                .build(),
+            (),
+        );
+        let err = IngressError::Aws {
+            call: "ec2:RevokeSecurityGroupIngress",
+            source: AwsError::new(sdk),
+        };
+        let kept = std::error::Error::source(&err).and_then(std::error::Error::source);
+        assert!(kept.is_some_and(|e| e.is::<SdkError<ErrorMetadata, ()>>()));
+        assert_eq!(
+            Failure::from(err).to_string(),
+            "ec2:RevokeSecurityGroupIngress failed: UnauthorizedOperation: not allowed to revoke"
+        );
+    }
+}
