@@ -1256,3 +1256,397 @@ async fn a_change_the_cluster_does_not_show_after_it_ran_again_fails_instead_of_
     );
     assert_eq!(b.changes(id).await, [call("POST", "workers")]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_opens_its_ports_once_the_cluster_runs() {
+    // The API takes no ports on create: they are opened as an Update would, before the answer.
+    let b = bench(Duration::from_secs(30)).await;
+    let cfn = b.player().await;
+    let props = changed(&b.props(), json!({"OpenPorts": "Ssh,OnlineFeatureStore"}));
+    let created = cfn.create(LOGICAL, props).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let id = &created.physical_id;
+    assert_eq!(created.attr("State"), "running");
+    assert_eq!(
+        b.cluster(id).await["ports"],
+        json!({"featureStore": false, "onlineFeatureStore": true, "kafka": false, "ssh": true})
+    );
+    assert_eq!(b.changes(id).await, [call("POST", "ports")]);
+}
+
+// ---- Delete modes, backups, restore, replacement (issue 12) -------------------------------------
+
+/// `props` with `changes` on top.
+fn props_with(mut props: Value, changes: &[(&str, &str)]) -> Value {
+    for (key, value) in changes {
+        props[*key] = json!(value);
+    }
+    props
+}
+
+impl Bench {
+    /// Every backup the double ever had, by id.
+    async fn double_backups(&self) -> BTreeMap<String, Value> {
+        self.control
+            .hopsworks_backups()
+            .await
+            .into_iter()
+            .map(|b| (b["backupId"].as_str().unwrap_or_default().to_owned(), b))
+            .collect()
+    }
+
+    /// How many requests the double received whose path contains `part`, by `method`.
+    async fn requests_to(&self, method: &str, part: &str) -> usize {
+        self.requests()
+            .await
+            .iter()
+            .filter(|(m, p)| m == method && p.contains(part))
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_then_terminate_leaves_a_succeeded_backup_and_nothing_else() {
+    // 10 s invocations and 2 polls a backup state: the backup's wait may hand on too.
+    let b = bench(Duration::from_secs(10)).await;
+    b.control
+        .hopsworks_behaviour(json!({"polls_per_state": 2, "leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let id = created.physical_id.clone();
+    // The default OnDelete.
+    let deleted = b.conclude(&cfn, &created, b.props()).await;
+    let backups = b.double_backups().await;
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let (backup_id, backup) = backups
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap_or_default();
+    assert_eq!(backup["clusterId"], id.as_str());
+    assert_eq!(backup["state"], "succeed");
+    assert_eq!(
+        backup["bench"]["deleted"], false,
+        "the backup outlives the stack"
+    );
+    // The backup came before the DELETE of the cluster.
+    let log = b.requests().await;
+    let backed_up = log
+        .iter()
+        .position(|(m, p)| m == "POST" && p == "/api/backups");
+    let terminated = log
+        .iter()
+        .position(|(m, p)| m == "DELETE" && *p == format!("/api/clusters/{id}"));
+    assert!(backed_up < terminated && backed_up.is_some(), "{log:?}");
+    // Its id is in the logs, with the cluster's; each backup state once.
+    let logs = b.function.logs();
+    assert!(
+        logs.iter().any(|l| l.contains("Hopsworks backup requested")
+            && l.contains(&backup_id)
+            && l.contains(&id)),
+        "the backup id was not logged"
+    );
+    for state in ["pending", "succeed"] {
+        let seen = logs
+            .iter()
+            .filter(|l| l.contains("Hopsworks backup state") && l.contains(&format!("\"{state}\"")))
+            .count();
+        assert_eq!(seen, 1, "backup state {state} logged {seen} times");
+    }
+    b.assert_key_never_shown(&[&created, &deleted]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_takes_no_backup() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let props = props_with(b.props(), &[("OnDelete", "terminate")]);
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, props.clone()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    b.conclude(&cfn, &created, props).await;
+    assert!(b.double_backups().await.is_empty());
+    assert_eq!(b.requests_to("POST", "/api/backups").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_leaves_the_cluster_and_its_repositories_and_succeeds_with_the_secret_deleted() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let secret = b
+        .make_secret("hopsworks/retained", &b.aws.seeded.hopsworks_ai.api_key)
+        .await;
+    let props = props_with(
+        b.props(),
+        &[("OnDelete", "retain"), ("ApiKeySecretArn", secret.as_str())],
+    );
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, props.clone()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let id = created.physical_id.clone();
+    b.aws
+        .query(&format!(
+            r#"
+import boto3, json, os
+sm = boto3.client("secretsmanager", endpoint_url=os.environ["BENCH_ENDPOINT"])
+sm.delete_secret(SecretId="{secret}", ForceDeleteWithoutRecovery=True)
+print(json.dumps(True))
+"#
+        ))
+        .await;
+    let requests_before = b.requests().await.len();
+    let deleted = cfn.delete(LOGICAL, &id, props).await;
+    assert!(deleted.is_success(), "{}", deleted.reason);
+    assert_eq!(b.clusters().await[&id]["state"], "running");
+    let repositories = b.repositories().await;
+    assert_eq!(
+        repositories
+            .iter()
+            .filter(|r| r.starts_with(&format!("{id}/")))
+            .count(),
+        7,
+        "{repositories:?}"
+    );
+    assert_eq!(
+        b.requests().await.len(),
+        requests_before,
+        "retain called Hopsworks.ai"
+    );
+    assert!(b.double_backups().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backup_fails_the_delete_with_its_message_and_leaves_the_cluster_running() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let id = created.physical_id.clone();
+    b.control
+        .hopsworks_behaviour(
+            json!({"fail_next_backup_with": "snapshot of the head's disk failed: quota exceeded"}),
+        )
+        .await;
+    let failed = cfn.delete(LOGICAL, &id, b.props()).await;
+    assert_eq!(failed.status, "FAILED");
+    assert!(
+        failed
+            .reason
+            .contains("snapshot of the head's disk failed: quota exceeded"),
+        "{}",
+        failed.reason
+    );
+    assert!(failed.reason.contains("left running"), "{}", failed.reason);
+    assert_eq!(b.clusters().await[&id]["state"], "running");
+    assert_eq!(b.requests_to("DELETE", "/api/clusters/").await, 0);
+    // Deleting again (a new request) takes a new backup, which succeeds.
+    b.conclude(&cfn, &created, b.props()).await;
+    let states: Vec<Value> = b
+        .double_backups()
+        .await
+        .values()
+        .map(|b| b["state"].clone())
+        .collect();
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(states.contains(&json!("failed")) && states.contains(&json!("succeed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_post_applied_whose_answer_was_lost_is_adopted_not_repeated() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    b.control
+        .hopsworks_fault(json!({"kind": "drop", "after": true, "method": "POST", "path_contains": "/api/backups"}))
+        .await;
+    b.conclude(&cfn, &created, b.props()).await;
+    assert!(
+        b.control.hopsworks_faults().await.is_empty(),
+        "the fault never struck"
+    );
+    assert_eq!(
+        b.requests_to("POST", "/api/backups").await,
+        1,
+        "the POST was repeated"
+    );
+    let backups = b.double_backups().await;
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(backups.values().all(|b| b["state"] == "succeed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_restored_from_a_backup_id() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let backup = b
+        .control
+        .create_hopsworks_backup(json!({
+            "name": "fs-before",
+            "eksClusterName": b.aws.seeded.cluster.name,
+            "bucketName": "hops-demo-bucket",
+        }))
+        .await;
+    let backup_id = backup["backupId"].as_str().unwrap_or_default().to_owned();
+    let props = props_with(b.props(), &[("RestoreFromBackupId", backup_id.as_str())]);
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, props.clone()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let cluster = b.clusters().await[&created.physical_id].clone();
+    assert_eq!(cluster["bench"]["restored_from"], backup_id.as_str());
+    assert_eq!(
+        cluster["name"], "fs-demo",
+        "the name comes from the properties"
+    );
+    assert_eq!(b.requests_to("POST", "/api/clusters/restore/").await, 1);
+    assert_eq!(
+        b.requests()
+            .await
+            .iter()
+            .filter(|(m, p)| m == "POST" && p == "/api/clusters")
+            .count(),
+        0,
+        "a create was posted too"
+    );
+    b.conclude(&cfn, &created, props.clone()).await;
+
+    // A backup id that does not exist: refused, saying which property, and nothing made.
+    let missing = props_with(
+        b.props(),
+        &[("RestoreFromBackupId", "5e1d2c3b-0000-no-such-backup")],
+    );
+    let refused = cfn.create(LOGICAL, missing.clone()).await;
+    assert_eq!(refused.status, "FAILED");
+    assert!(
+        refused.reason.starts_with("RestoreFromBackupId"),
+        "{}",
+        refused.reason
+    );
+    b.conclude(&cfn, &refused, missing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_is_refused_without_allow_replacement_and_its_clean_up_removes_only_the_old_cluster()
+ {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
+    let old_props = b.props();
+    let created = cfn.create(LOGICAL, old_props.clone()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let old_id = created.physical_id.clone();
+    let new_props = props_with(
+        old_props.clone(),
+        &[
+            ("ClusterName", "fs-demo-2"),
+            ("EksClusterName", "replacement-eks"),
+        ],
+    );
+    let refused = cfn
+        .update(LOGICAL, &old_id, new_props.clone(), old_props.clone())
+        .await;
+    assert_eq!(refused.status, "FAILED");
+    assert!(
+        refused.reason.contains("ClusterName") && refused.reason.contains("AllowReplacement"),
+        "{}",
+        refused.reason
+    );
+    assert_eq!(b.made_by_the_function().await.len(), 1);
+
+    // Allowed, but the same EKS cluster: refused before anything is made.
+    let same_eks = props_with(
+        old_props.clone(),
+        &[("ClusterName", "fs-demo-2"), ("AllowReplacement", "true")],
+    );
+    let refused = cfn
+        .update(LOGICAL, &old_id, same_eks, old_props.clone())
+        .await;
+    assert_eq!(refused.status, "FAILED");
+    assert!(
+        refused.reason.contains("EksClusterName"),
+        "{}",
+        refused.reason
+    );
+    assert_eq!(b.made_by_the_function().await.len(), 1);
+
+    let new_props = props_with(new_props, &[("AllowReplacement", "true")]);
+    let replaced = cfn
+        .update(LOGICAL, &old_id, new_props.clone(), old_props.clone())
+        .await;
+    assert!(replaced.is_success(), "{}", replaced.reason);
+    let new_id = replaced.physical_id.clone();
+    assert_ne!(new_id, old_id);
+    assert_eq!(replaced.attr("State"), "running");
+    // CloudFormation's clean-up: the old id with the old properties.
+    let cleaned = cfn.delete(LOGICAL, &old_id, old_props).await;
+    assert!(cleaned.is_success(), "{}", cleaned.reason);
+    let clusters = b.clusters().await;
+    assert_eq!(clusters[&old_id]["state"], "terminated");
+    assert_eq!(clusters[&new_id]["state"], "running");
+    // The old cluster was backed up first (OnDelete's default), the new one not.
+    let backed_up: Vec<Value> = b
+        .double_backups()
+        .await
+        .values()
+        .map(|b| b["clusterId"].clone())
+        .collect();
+    assert_eq!(backed_up, [json!(old_id)]);
+    b.conclude(&cfn, &replaced, new_props).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marker_delete_still_backs_up_and_removes_the_cluster_by_ownership() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(json!({"leave_ecr_repos": true}))
+        .await;
+    let cfn = b.player().await;
+    let created = cfn.create(LOGICAL, b.props()).await;
+    assert!(created.is_success(), "{}", created.reason);
+    let id = created.physical_id.clone();
+    // The Create's answer was lost: the rollback's Delete carries the marker.
+    let lost = Answer {
+        physical_id: format!("{}{LOGICAL}:lost", custom_resource::FAILED_CREATE_PREFIX),
+        ..created
+    };
+    b.conclude(&cfn, &lost, b.props()).await;
+    let backed_up: Vec<Value> = b
+        .double_backups()
+        .await
+        .values()
+        .map(|b| b["clusterId"].clone())
+        .collect();
+    assert_eq!(backed_up, [json!(id)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollback_of_a_create_whose_cluster_never_started_takes_no_backup() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(
+            json!({"fail_next_with": "no capacity for m5.2xlarge", "leave_ecr_repos": true}),
+        )
+        .await;
+    let cfn = b.player().await;
+    let failed = cfn.create(LOGICAL, b.props()).await;
+    assert_eq!(failed.status, "FAILED");
+    b.conclude(&cfn, &failed, b.props()).await;
+    assert_eq!(b.requests_to("POST", "/api/backups").await, 0);
+    assert!(b.double_backups().await.is_empty());
+}
