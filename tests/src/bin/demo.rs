@@ -4,8 +4,11 @@
 //! dependency order (custom resources run as the compiled functions through the Lambda Runtime API
 //! and answer over the ResponseURL; IAM, Logs, EC2 and EKS resources are applied to moto). The
 //! outputs are printed, the Hopsworks role is shown reaching the cluster, the stack is updated
-//! (ports 80/443 from another source), and the stack is deleted in reverse order, after which
-//! aws-auth, the ingress rules, the policies, ECR and the account's networks are shown as they were.
+//! (ports 80/443 from another source; on the existing cluster's path also the Hopsworks worker
+//! count, changed in place), and the stack is deleted in reverse order: the Hopsworks cluster is
+//! backed up first (the default OnDelete), the backup's id is printed from the Hopsworks.ai double,
+//! and aws-auth, the ingress rules, the policies, ECR and the account's networks are shown as they
+//! were.
 //!
 //! Two paths, both by default (`demo existing` or `demo new` runs one): the guide's, on the
 //! account's existing EKS cluster; and a stack that creates its own EKS cluster (VPC, NAT, node
@@ -51,7 +54,7 @@ async fn main() {
             s.cluster.name, s.hopsworks.instance_profile_name
         );
         let parameters = stack::demo_parameters(&s);
-        ok &= lifecycle(&bench, &template, parameters, &s.cluster.name).await;
+        ok &= lifecycle(&bench, &template, parameters, &s.cluster.name, true).await;
     }
     if new {
         println!(
@@ -67,7 +70,7 @@ async fn main() {
         ] {
             parameters.insert(k.to_owned(), json!(v));
         }
-        ok &= lifecycle(&bench, &template, parameters, NEW_CLUSTER).await;
+        ok &= lifecycle(&bench, &template, parameters, NEW_CLUSTER, false).await;
     }
     if !ok {
         std::process::exit(1);
@@ -79,12 +82,14 @@ fn fail(reason: &str) -> ! {
     std::process::exit(1)
 }
 
-/// Create, show, update, delete; true when the account reads as before afterwards.
+/// Create, show, update (with `day2`, the Hopsworks worker count too), delete; true when the
+/// account reads as before afterwards and the Hopsworks cluster was backed up and terminated.
 async fn lifecycle(
     bench: &StackBench,
     template: &Value,
     parameters: Map<String, Value>,
     cluster: &str,
+    day2: bool,
 ) -> bool {
     let aws = &bench.aws;
     let s = &aws.seeded;
@@ -129,19 +134,42 @@ async fn lifecycle(
             "\nthe update of stack {STACK_NAME} failed and was rolled back: {reason}"
         ));
     }
-    let group = stack
-        .outputs()
-        .unwrap_or_default()
-        .into_iter()
-        .find(|(k, _)| k == "ClusterSecurityGroupId")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let group = output(&stack, "ClusterSecurityGroupId");
     println!(
         "\nIngress rules of {group} now: {}",
         stack::ingress_rules_of(aws, &group).await.join(", ")
     );
 
-    println!("\nDeleting stack {STACK_NAME}\n");
+    let hopsworks_id = output(&stack, "HopsworksClusterId");
+    let mut workers_changed = true;
+    if day2 {
+        let before = workers(&bench.control.hopsworks_cluster(&hopsworks_id).await);
+        let wanted = before + 1;
+        println!(
+            "\nUpdating stack {STACK_NAME}: HopsworksWorkerCount {wanted} (the Hopsworks cluster has {before}; workers are added in place, no new cluster)\n"
+        );
+        let changes = [("HopsworksWorkerCount".to_owned(), json!(wanted.to_string()))]
+            .into_iter()
+            .collect();
+        if let Err(reason) = stack.update(changes).await {
+            fail(&format!(
+                "\nthe update of stack {STACK_NAME} failed and was rolled back: {reason}"
+            ));
+        }
+        let now = bench.control.hopsworks_cluster(&hopsworks_id).await;
+        println!(
+            "\nHopsworks cluster {hopsworks_id} now: {} workers, {} (the same cluster: HopsworksClusterId {})",
+            workers(&now),
+            now["state"].as_str().unwrap_or("?"),
+            output(&stack, "HopsworksClusterId")
+        );
+        workers_changed =
+            workers(&now) == wanted && output(&stack, "HopsworksClusterId") == hopsworks_id;
+    }
+
+    println!(
+        "\nDeleting stack {STACK_NAME} (HopsworksOnDelete backup-then-terminate, the default: a backup first)\n"
+    );
     if let Err(reason) = stack.delete().await {
         fail(&format!(
             "\nstack {STACK_NAME} could not be deleted: {reason}"
@@ -183,14 +211,64 @@ async fn lifecycle(
         same(&networks_before, &networks_after)
     );
     let clusters = bench.control.hopsworks_clusters().await;
+    let terminated = clusters.iter().all(|c| c["state"] == "terminated");
     println!(
         "{:<56} {}",
         "Hopsworks clusters",
-        if clusters.iter().all(|c| c["state"] == "terminated") {
+        if terminated {
             "all terminated"
         } else {
             "STILL RUNNING"
         }
     );
-    before == after && networks_before == networks_after
+    // The backup the Delete took, as Hopsworks.ai keeps it after the cluster and the stack.
+    let backups: Vec<Value> = bench
+        .control
+        .hopsworks_backups()
+        .await
+        .into_iter()
+        .filter(|b| b["clusterId"] == hopsworks_id.as_str())
+        .collect();
+    let backed_up = backups.iter().any(|b| b["state"] == "succeed");
+    for b in &backups {
+        println!(
+            "{:<56} {} ({}, {})",
+            format!("Backup of Hopsworks cluster {hopsworks_id}"),
+            b["backupId"].as_str().unwrap_or("?"),
+            b["backupName"].as_str().unwrap_or("?"),
+            b["state"].as_str().unwrap_or("?")
+        );
+    }
+    if !backed_up {
+        println!(
+            "{:<56} NONE",
+            format!("Backup of Hopsworks cluster {hopsworks_id}")
+        );
+    } else {
+        println!("  (restore it with HopsworksRestoreFromBackupId=<backup id> on a new stack)");
+    }
+    before == after
+        && networks_before == networks_after
+        && terminated
+        && backed_up
+        && workers_changed
+}
+
+/// The stack output `key` ("" when there is none).
+fn output(stack: &Stack, key: &str) -> String {
+    stack
+        .outputs()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+/// A Hopsworks cluster's workers, as the double shows it (every group's count).
+fn workers(cluster: &Value) -> u64 {
+    cluster["clusterConfiguration"]["workers"]
+        .as_array()
+        .map(|groups| groups.iter().filter_map(|g| g["count"].as_u64()).sum())
+        .unwrap_or(0)
 }
