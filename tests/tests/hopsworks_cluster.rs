@@ -1650,3 +1650,21 @@ async fn the_rollback_of_a_create_whose_cluster_never_started_takes_no_backup() 
     assert_eq!(b.requests_to("POST", "/api/backups").await, 0);
     assert!(b.double_backups().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_still_removes_the_cluster_of_a_failed_create_which_never_ran() {
+    let b = bench(Duration::from_secs(30)).await;
+    b.control
+        .hopsworks_behaviour(
+            json!({"fail_next_with": "no capacity for m5.2xlarge", "leave_ecr_repos": true}),
+        )
+        .await;
+    let props = props_with(b.props(), &[("OnDelete", "retain")]);
+    let cfn = b.player().await;
+    let failed = cfn.create(LOGICAL, props.clone()).await;
+    assert_eq!(failed.status, "FAILED");
+    assert_ne!(failed.physical_id, "", "{}", failed.reason);
+    // The rollback's Delete: the cluster in error never ran, so retain keeps nothing.
+    b.conclude(&cfn, &failed, props).await;
+    assert!(b.double_backups().await.is_empty());
+}

@@ -63,17 +63,25 @@ impl HopsworksCluster {
             }
             Err(e) => return Err(e.into()),
         };
-        // The cluster CloudFormation knows is let go of, without a call: the key may be gone.
-        // (The marker's Delete has no cluster to let go of: it cleans up what the failed Create
-        // left, as `terminate` does.)
+        // The cluster CloudFormation knows is let go of: the key may be gone, so nothing that
+        // fails stops it. Only a cluster that never ran (the rollback of a Create that failed or
+        // timed out) holds no data worth keeping: it is terminated as `terminate` does. (The
+        // marker's Delete has no cluster to let go of: it cleans up what the failed Create left.)
         if settings.on_delete == OnDelete::Retain
             && let Some(id) = known
+            && ctx.state().is_none()
         {
+            if !self.never_ran(id, &settings, ctx).await {
+                tracing::info!(
+                    cluster_id = id,
+                    "OnDelete is retain: the Hopsworks cluster is left running, with its ECR repositories, and no longer belongs to the stack"
+                );
+                return Ok(Progress::Done(()));
+            }
             tracing::info!(
                 cluster_id = id,
-                "OnDelete is retain: the Hopsworks cluster is left running, with its ECR repositories, and no longer belongs to the stack"
+                "OnDelete is retain, but the cluster never ran (a failed Create is rolled back): terminating it, it holds no data"
             );
-            return Ok(Progress::Done(()));
         }
         let deadline = ctx.first_started() + Duration::from_secs(settings.timeout_minutes * 60);
         let client = match self.client_or_why(&settings.secret_arn, ctx).await {
@@ -142,6 +150,27 @@ impl HopsworksCluster {
                 Ok(Progress::Done(()))
             }
             Err(Stop::KeyRefused(failure) | Stop::Failed(failure)) => Err(failure),
+        }
+    }
+
+    /// Whether Hopsworks.ai says cluster `id` never started. Anything that keeps it from saying
+    /// (the key gone or refused, an error, no answer in time) reads as "it ran": a retained
+    /// cluster is never terminated on a guess.
+    async fn never_ran(&self, id: &str, settings: &DeleteSettings, ctx: &Context) -> bool {
+        let client = match self.client_or_why(&settings.secret_arn, ctx).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::info!(cluster_id = id, reason = %e.message(), "the API key cannot be read: the cluster is retained as it is");
+                return false;
+            }
+        };
+        match bounded(&client, ctx).get_cluster(id).await {
+            Ok(Some(cluster)) => cluster.started_on == 0,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(cluster_id = id, error = %e, "Hopsworks.ai did not say whether the cluster ran: it is retained as it is");
+                false
+            }
         }
     }
 
