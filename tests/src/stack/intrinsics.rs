@@ -39,6 +39,17 @@ fn cidr(block: &str, count: &str, bits: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// What `Ref` gives for a parameter of type `kind`: CloudFormation gives a `CommaDelimitedList`
+/// as the list of its space-trimmed members ("" as `[""]`), whatever string was typed.
+fn parameter_value(kind: &Value, value: &Value) -> Value {
+    match value {
+        Value::String(s) if kind == "CommaDelimitedList" => {
+            json!(s.split(',').map(str::trim).collect::<Vec<_>>())
+        }
+        _ => value.clone(),
+    }
+}
+
 impl Stack<'_> {
     /// `value` with every intrinsic function in it resolved; `AWS::NoValue` drops its key.
     pub(super) fn resolve(&self, value: &Value) -> Result<Value, String> {
@@ -60,11 +71,14 @@ impl Stack<'_> {
     }
 
     fn reference(&self, name: &str) -> Result<Value, String> {
-        if let Some(v) = self
-            .pseudo(name)
-            .or_else(|| self.parameters.get(name).cloned())
-        {
+        if let Some(v) = self.pseudo(name) {
             return Ok(v);
+        }
+        if let Some(v) = self.parameters.get(name) {
+            return Ok(parameter_value(
+                &self.template["Parameters"][name]["Type"],
+                v,
+            ));
         }
         self.deployed
             .get(name)
@@ -264,7 +278,22 @@ impl Stack<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::cidr;
+    use super::{cidr, parameter_value};
+    use serde_json::json;
+
+    #[test]
+    fn a_comma_delimited_list_is_referenced_as_its_trimmed_members() {
+        let list = json!("CommaDelimitedList");
+        assert_eq!(parameter_value(&list, &json!("")), json!([""]));
+        assert_eq!(
+            parameter_value(&list, &json!("Kafka, Ssh")),
+            json!(["Kafka", "Ssh"])
+        );
+        assert_eq!(
+            parameter_value(&json!("String"), &json!("a, b")),
+            json!("a, b")
+        );
+    }
 
     #[test]
     fn cidr_splits_a_block_as_cloudformation_does() {
