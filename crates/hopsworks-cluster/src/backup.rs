@@ -74,14 +74,16 @@ pub(crate) fn to_back_up<'a>(
     Ok(running)
 }
 
-/// The name of the backup a Delete (`request_id`) takes of `cluster_id`: the same for every
-/// try and delivery of that Delete. FNV-1a, stable across builds and releases.
-pub(crate) fn backup_name(request_id: &str, cluster_id: &str) -> String {
+/// The name of the backup a Delete (`request_id`) takes of cluster `cluster_id`, named
+/// `cluster_name`: the same for every try and delivery of that Delete (FNV-1a of the request id
+/// and the cluster id, stable across builds and releases), and led by the cluster's name, so that
+/// the user finds it in Hopsworks.ai's backups once the stack and its logs are gone.
+pub(crate) fn backup_name(request_id: &str, cluster_id: &str, cluster_name: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in request_id.bytes().chain([0]).chain(cluster_id.bytes()) {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
-    format!("hopsworks-eks-stack-delete-{hash:016x}")
+    format!("{cluster_name}-stack-delete-{hash:016x}")
 }
 
 impl HopsworksCluster {
@@ -96,7 +98,7 @@ impl HopsworksCluster {
     ) -> Result<Vec<Taking>, Stop> {
         let mut taking = Vec::new();
         for cluster in clusters {
-            let name = backup_name(request_id, &cluster.id);
+            let name = backup_name(request_id, &cluster.id, &cluster.name);
             ctx.step(format!(
                 "backing up Hopsworks cluster {} ({}) as {name}",
                 cluster.name, cluster.id
@@ -297,10 +299,10 @@ mod tests {
 
     #[test]
     fn one_delete_names_its_backup_alike_every_time() {
-        let a = backup_name("req-1", "c-1");
-        assert_eq!(a, backup_name("req-1", "c-1"));
-        assert_ne!(a, backup_name("req-2", "c-1"));
-        assert_ne!(a, backup_name("req-1", "c-2"));
-        assert!(a.starts_with("hopsworks-eks-stack-delete-"), "{a}");
+        let a = backup_name("req-1", "c-1", "fs-demo");
+        assert_eq!(a, backup_name("req-1", "c-1", "fs-demo"));
+        assert_ne!(a, backup_name("req-2", "c-1", "fs-demo"));
+        assert_ne!(a, backup_name("req-1", "c-2", "fs-demo"));
+        assert!(a.starts_with("fs-demo-stack-delete-"), "{a}");
     }
 }

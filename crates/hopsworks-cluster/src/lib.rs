@@ -19,6 +19,8 @@ mod ownership;
 mod replace;
 mod restore;
 mod update;
+#[cfg(test)]
+mod readme;
 
 pub use input::{DeleteSettings, IN_PLACE, OnDelete, Settings, settings_fingerprint};
 pub use ownership::LEGACY_OWNER_TAG;
