@@ -16,11 +16,11 @@ mod backup;
 mod delete;
 mod input;
 mod ownership;
+#[cfg(test)]
+mod readme;
 mod replace;
 mod restore;
 mod update;
-#[cfg(test)]
-mod readme;
 
 pub use input::{DeleteSettings, IN_PLACE, OnDelete, Settings, settings_fingerprint};
 pub use ownership::LEGACY_OWNER_TAG;

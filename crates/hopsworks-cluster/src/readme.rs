@@ -44,7 +44,10 @@ fn fixed_part(reason: &str) -> &str {
     let mut rest = reason;
     loop {
         let (part, after) = match rest.find('{') {
-            Some(open) => (&rest[..open], rest[open..].find('}').map(|c| &rest[open + c + 1..])),
+            Some(open) => (
+                &rest[..open],
+                rest[open..].find('}').map(|c| &rest[open + c + 1..]),
+            ),
             None => (rest, None),
         };
         if part.trim().len() > longest.trim().len() {
@@ -96,7 +99,10 @@ fn every_reason_this_resource_answers_is_in_the_readme_troubleshooting() {
             }
         }
     }
-    assert!(checked >= 20, "only {checked} Reasons found: the scan is broken");
+    assert!(
+        checked >= 20,
+        "only {checked} Reasons found: the scan is broken"
+    );
     assert!(
         missing.is_empty(),
         "Reasons missing from the README's Troubleshooting: {missing:#?}"
