@@ -72,6 +72,11 @@ HOPSWORKS_PATH = "/hopsworks/"
 HOPSWORKS_KEY_SECRET = "hopsworks/api-key"
 HOPSWORKS_KEY_JSON_SECRET = "hopsworks/api-key-json"
 HOPSWORKS_WRONG_KEY_SECRET = "hopsworks/wrong-key"
+# What the Hopsworks cluster is given (the stack's pre-flight checks them): its bucket, in the
+# region; a bucket of another region; an SSH key pair.
+BUCKET = "hops-demo-bucket"
+BUCKET_ELSEWHERE, BUCKET_ELSEWHERE_REGION = "hops-data-eu", "eu-west-1"
+KEY_PAIR = "hops-demo-key"
 
 # aws-auth's data as eksctl writes it (the ARNs are filled in by seed()).
 NODE_MAPPING = """\
@@ -339,6 +344,13 @@ def seed(endpoint, shim):
     shim.service = EksService(ec2, shim.store, doubles, lambda account, region, name, **fields:
                               set_cluster_fields(name, account, region, **fields))
 
+    s3 = boto3.client("s3", **kw)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    boto3.client("s3", **{**kw, "region_name": BUCKET_ELSEWHERE_REGION}).create_bucket(
+        Bucket=BUCKET_ELSEWHERE,
+        CreateBucketConfiguration={"LocationConstraint": BUCKET_ELSEWHERE_REGION})
+    ec2.create_key_pair(KeyName=KEY_PAIR)
+
     arn_prefix = f"arn:aws:iam::{account_id}:role/"
     return {
         "endpoint": endpoint,
@@ -361,6 +373,10 @@ def seed(endpoint, shim):
         "empty_instance_profile_name": empty_profile["InstanceProfile"]["InstanceProfileName"],
         "empty_instance_profile_arn": empty_profile["InstanceProfile"]["Arn"],
         "node_role_arn": node_role["Arn"],
+        "storage": {
+            "bucket": BUCKET, "bucket_elsewhere": BUCKET_ELSEWHERE,
+            "bucket_elsewhere_region": BUCKET_ELSEWHERE_REGION, "key_pair": KEY_PAIR,
+        },
         "kube": kube,
         # A CA that signed none of the API servers' certificates.
         "wrong_ca_pem": trustme.CA().cert_pem.bytes().decode(),

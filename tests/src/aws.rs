@@ -1,6 +1,6 @@
 //! moto's server, started in-process by `tests/bench/aws_bench.py` and seeded with an account:
 //! an EKS cluster with its VPC, public and private subnets, security groups, node role, and the
-//! Hopsworks instance profile with a role under an IAM path.
+//! Hopsworks instance profile with a role under an IAM path, the Hopsworks bucket and a key pair.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -22,6 +22,8 @@ pub struct Seeded {
     pub empty_instance_profile_name: String,
     pub empty_instance_profile_arn: String,
     pub node_role_arn: String,
+    /// What the Hopsworks cluster is given: a bucket, a key pair.
+    pub storage: SeededStorage,
     /// The Kubernetes API double of each ACTIVE cluster.
     pub kube: BTreeMap<String, SeededKube>,
     /// A CA that signed none of the API servers' certificates.
@@ -47,6 +49,18 @@ pub struct SeededHopsworksAi {
     /// A secret holding a key Hopsworks.ai refuses.
     pub wrong_secret_arn: String,
     pub missing_secret_arn: String,
+}
+
+/// S3 and EC2 things the Hopsworks cluster is given (the pre-flight checks them).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeededStorage {
+    /// A bucket in the bench's region (the demo's `HopsworksBucketName`).
+    pub bucket: String,
+    /// A bucket in `bucket_elsewhere_region`, not the bench's.
+    pub bucket_elsewhere: String,
+    pub bucket_elsewhere_region: String,
+    /// An EC2 key pair in the bench's region.
+    pub key_pair: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

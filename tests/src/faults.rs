@@ -407,6 +407,18 @@ fn access_denied(key: &str, message: &str) -> Response {
         );
         return (StatusCode::FORBIDDEN, [("content-type", "text/xml")], body).into_response();
     }
+    if action(key).starts_with("s3:") {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+             <Message>{xml_message}</Message><RequestId>{request_id}</RequestId></Error>"
+        );
+        return (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/xml")],
+            body,
+        )
+            .into_response();
+    }
     if key.contains("Action=") {
         let body = format!(
             "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{xml_message}\
@@ -463,6 +475,12 @@ pub fn action(request: &str) -> String {
             "iam"
         };
         return format!("{service}:{operation}");
+    }
+    // S3 (path-style, as the SDK addresses it on an IP endpoint): `GET /<bucket>?location`.
+    if let ("GET", Some((bucket, "location"))) = (method, path.split_once('?'))
+        && !bucket.trim_matches('/').contains('/')
+    {
+        return "s3:GetBucketLocation".to_owned();
     }
     // REST: EKS and Lambda.
     let path = path.split('?').next().unwrap_or_default();

@@ -379,6 +379,8 @@ pub fn checks(request: &str, account: &str, region: &str) -> Result<Vec<Check>, 
             field("InstanceProfileName")
         )),
         "sts:AssumeRole" => one(field("RoleArn")),
+        // A bucket's ARN has no region or account.
+        "s3:GetBucketLocation" => one(format!("arn:aws:s3:::{}", segment(0))),
         "ecr:DescribeRepositories" | "ecr:DeleteRepository" => {
             let registry = json["registryId"].as_str().unwrap_or(account);
             let repository =
@@ -889,6 +891,13 @@ mod tests {
             [pair(
                 "eks:DescribeCluster",
                 "arn:aws:eks:us-east-2:123456789012:cluster/demo-eks"
+            )]
+        );
+        assert_eq!(
+            resources("GET /hops-demo-bucket?location - "),
+            [pair(
+                "s3:GetBucketLocation",
+                "arn:aws:s3:::hops-demo-bucket"
             )]
         );
         assert_eq!(

@@ -718,3 +718,79 @@ async fn a_config_map_cluster_works_on_the_first_deploy_with_the_documented_kube
     );
     assert_eq!(bench.state().await, before, "the rollback left changes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_of_another_region_fails_the_stack_before_anything_else_is_made() {
+    let bench = StackBench::start().await;
+    let aws = &bench.aws;
+    let before = bench.state().await;
+    let account_before = stack::networks_and_clusters(aws).await;
+    let storage = &aws.seeded.storage;
+    // The new-cluster path: its VPC and EKS cluster are what takes a quarter of an hour.
+    let mut parameters = stack::demo_parameters(&aws.seeded);
+    parameters.extend(changes(&[
+        ("EksClusterName", NEW_CLUSTER),
+        ("CreateEksCluster", "true"),
+        ("KubernetesRoleArn", ""),
+        ("HopsworksBucketName", &storage.bucket_elsewhere),
+    ]));
+    let template = template().await;
+    let mut deployed = bench
+        .stack(template.clone(), parameters)
+        .expect("parameters");
+    let reason = deployed.create().await.expect_err("the create fails");
+    assert!(
+        reason.starts_with(&format!(
+            "S3 bucket {} (HopsworksBucketName) is in region {}, but this stack and the Hopsworks \
+             cluster are in {}",
+            storage.bucket_elsewhere, storage.bucket_elsewhere_region, aws.seeded.region
+        )),
+        "{reason}"
+    );
+
+    let attempted = deployed.attempted().to_vec();
+    assert!(attempted.iter().any(|r| r == "Preflight"), "{attempted:?}");
+    // Nothing of the guide's steps, and nothing of the new cluster's, was begun: only the
+    // functions' own roles, policies and log groups (quick to make and to roll back).
+    for step in [
+        "NewVpc",
+        "NewInternetGateway",
+        "NewClusterRole",
+        "NewNodeRole",
+        "NewCluster",
+        "NewNodegroup",
+        "ClusterDiscovery",
+        "InstanceProfileRolePolicy",
+        "EksAccess",
+        "SecurityGroupIngress",
+        "HopsworksAiEcrDeletePolicy",
+        "HopsworksCluster",
+    ] {
+        assert!(
+            !attempted.iter().any(|r| r == step),
+            "{step} was begun before the pre-flight checks passed: {attempted:?}"
+        );
+    }
+    for name in &attempted {
+        let kind = template["Resources"][name]["Type"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            name == "Preflight"
+                || [
+                    "AWS::IAM::Role",
+                    "AWS::IAM::RolePolicy",
+                    "AWS::Logs::LogGroup",
+                    "AWS::Lambda::Function"
+                ]
+                .contains(&kind),
+            "{name} ({kind}) was made before the pre-flight checks passed: {attempted:?}"
+        );
+    }
+    // The one AWS call a function made: the bucket's location.
+    assert_eq!(bench.proxy.actions(), ["s3:GetBucketLocation"]);
+    assert_no_call_denied(&deployed);
+    assert_eq!(bench.state().await, before, "the rollback left changes");
+    assert_eq!(stack::networks_and_clusters(aws).await, account_before);
+    assert!(bench.control.hopsworks_clusters().await.is_empty());
+}

@@ -1,4 +1,4 @@
-//! The AWS calls: four in all, two at a time.
+//! The AWS calls of discovery: four in all, two at a time.
 
 use crate::error::DiscoveryError;
 use crate::input::Input;
@@ -72,6 +72,8 @@ pub struct Clients {
     pub eks: aws_sdk_eks::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
+    /// For the pre-flight check of the Hopsworks bucket.
+    pub s3: aws_sdk_s3::Client,
 }
 
 struct Role {
@@ -222,16 +224,31 @@ impl Clients {
     }
 
     async fn route_tables(&self, vpc_id: &str) -> Result<Vec<RouteTable>, DiscoveryError> {
+        Self::route_tables_of(&self.ec2, vpc_id)
+            .await
+            .map_err(|source| DiscoveryError::Aws {
+                call: "ec2:DescribeRouteTables",
+                source,
+            })
+    }
+
+    /// Every route table of the VPC (DescribeRouteTables, all pages).
+    pub(crate) async fn route_tables_of(
+        ec2: &aws_sdk_ec2::Client,
+        vpc_id: &str,
+    ) -> Result<Vec<RouteTable>, AwsError> {
         let mut tables = Vec::new();
-        let mut pages = self
-            .ec2
+        let mut pages = ec2
             .describe_route_tables()
             .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("ec2:DescribeRouteTables", e))?;
-            tables.extend(page.route_tables.unwrap_or_default());
+            tables.extend(
+                page.map_err(AwsError::new)?
+                    .route_tables
+                    .unwrap_or_default(),
+            );
         }
         Ok(tables)
     }
@@ -239,7 +256,10 @@ impl Clients {
 
 /// A subnet is public when its route table (its own association, else the VPC's main table) sends
 /// 0.0.0.0/0 or ::/0 to an internet gateway.
-fn split_public(subnet_ids: &[String], tables: &[RouteTable]) -> (Vec<String>, Vec<String>) {
+pub(crate) fn split_public(
+    subnet_ids: &[String],
+    tables: &[RouteTable],
+) -> (Vec<String>, Vec<String>) {
     let associated = |subnet: &str| {
         tables.iter().find(|t| {
             t.associations()

@@ -11,6 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         eks: aws_sdk_eks::Client::new(&config),
         ec2: aws_sdk_ec2::Client::new(&config),
         iam: aws_sdk_iam::Client::new(&config),
+        s3: aws_sdk_s3::Client::new(&config),
     };
     custom_resource::serve(ClusterDiscovery::new(clients)).await
 }

@@ -73,7 +73,7 @@ pub fn demo_parameters(s: &crate::aws::Seeded) -> Map<String, Value> {
             s.hopsworks_ai.secret_arn.as_str(),
         ),
         ("HopsworksClusterName", "fs-demo"),
-        ("HopsworksBucketName", "hops-demo-bucket"),
+        ("HopsworksBucketName", s.storage.bucket.as_str()),
         ("HopsworksPollIntervalSeconds", "1"),
     ]
     .into_iter()

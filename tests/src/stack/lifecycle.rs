@@ -28,6 +28,7 @@ impl Stack<'_> {
     }
 
     pub(super) async fn create_one(&mut self, name: &str, resource: &Value) -> Result<(), String> {
+        self.attempted.push(name.to_owned());
         let kind = resource["Type"].as_str().unwrap_or_default().to_owned();
         let properties = self.resolve(&resource["Properties"])?;
         let deployed = match kind.as_str() {

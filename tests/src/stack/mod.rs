@@ -86,6 +86,8 @@ pub struct Stack<'a> {
     iam: Arc<Iam>,
     /// Resources an update's cleanup failed to delete: `(logical id, physical id, reason)`.
     leaked: Vec<(String, String, String)>,
+    /// Every resource a Create or Update began to make, in order, kept after a rollback.
+    attempted: Vec<String>,
 }
 
 impl<'a> Stack<'a> {
@@ -149,6 +151,7 @@ impl<'a> Stack<'a> {
             function_env: Vec::new(),
             iam,
             leaked: Vec::new(),
+            attempted: Vec::new(),
         };
         stack.evaluate_conditions()?;
         stack.check_rules()?;
@@ -185,6 +188,12 @@ impl<'a> Stack<'a> {
     /// What updates' cleanups failed to delete: `(logical id, physical id, reason)`.
     pub fn leaked(&self) -> &[(String, String, String)] {
         &self.leaked
+    }
+
+    /// Every resource the stack began to make (logical ids, in order), those a rollback
+    /// deleted included: what a failure stopped before.
+    pub fn attempted(&self) -> &[String] {
+        &self.attempted
     }
 }
 
