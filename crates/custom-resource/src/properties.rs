@@ -141,6 +141,40 @@ impl Properties {
             .collect())
     }
 
+    /// Tags given as `KEY=VALUE` items of a [`list`](Self::list) (the stack's `Tags` parameter),
+    /// in order. Refused: an item without `=` or with an empty key, a key AWS reserves (`aws:`),
+    /// and this project's owner tag (its Delete finds what it made by that tag alone).
+    pub fn tags(&self, name: &str) -> Result<Vec<(String, String)>, PropertyError> {
+        self.list(name)?
+            .into_iter()
+            .map(|item| match item.split_once('=') {
+                Some((key, _)) if key.trim().to_ascii_lowercase().starts_with("aws:") => {
+                    Err(PropertyError::invalid(
+                        name,
+                        "tag keys that do not start with aws:",
+                        quote(&item),
+                    ))
+                }
+                Some((key, _)) if key.trim() == crate::OWNER_TAG => Err(PropertyError::invalid(
+                    name,
+                    format!(
+                        "tags other than {}, which the stack sets itself",
+                        crate::OWNER_TAG
+                    ),
+                    quote(&item),
+                )),
+                Some((key, value)) if !key.trim().is_empty() => {
+                    Ok((key.trim().to_owned(), value.trim().to_owned()))
+                }
+                _ => Err(PropertyError::invalid(
+                    name,
+                    "KEY=VALUE for each tag",
+                    quote(&item),
+                )),
+            })
+            .collect()
+    }
+
     /// One of `T::VALUES` (exact spelling, ASCII case ignored); `default` when not set.
     pub fn enumerated<T: PropertyEnum>(&self, name: &str, default: T) -> Result<T, PropertyError> {
         let Some(given) = self.optional_str(name)? else {
@@ -201,6 +235,29 @@ mod tests {
     impl PropertyEnum for Method {
         const VALUES: &'static [(&'static str, Self)] =
             &[("auto", Method::Auto), ("aws-auth", Method::AwsAuth)];
+    }
+
+    #[test]
+    fn tags_are_key_value_items_and_never_aws_or_the_owner_tag() {
+        let p = props(json!({"Tags": "team=data, cost-center=47=11", "List": ["a=b"]}));
+        assert_eq!(
+            p.tags("Tags").unwrap(),
+            [
+                ("team".to_owned(), "data".to_owned()),
+                ("cost-center".to_owned(), "47=11".to_owned())
+            ]
+        );
+        assert_eq!(p.tags("List").unwrap().len(), 1);
+        assert!(p.tags("Absent").unwrap().is_empty());
+        for bad in [
+            "team",
+            "=x",
+            "aws:cloudformation:stack-name=x",
+            "hopsworks.ai/eks-stack=x",
+        ] {
+            let err = props(json!({"Tags": bad})).tags("Tags").unwrap_err();
+            assert!(err.to_string().contains("Tags"), "{bad}: {err}");
+        }
     }
 
     #[test]

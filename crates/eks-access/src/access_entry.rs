@@ -34,6 +34,8 @@ pub struct AccessEntries<'a> {
     pub eks: &'a aws_sdk_eks::Client,
     pub cluster: &'a str,
     pub partition: &'a str,
+    /// The stack's `Tags`, put on an entry it creates (with the owner tag).
+    pub tags: &'a [(String, String)],
 }
 
 /// Who the tags on an entry say did what with it.
@@ -104,14 +106,18 @@ impl AccessEntries<'_> {
                 });
             }
             ctx.record_physical_id(physical_id);
-            let created = self
+            let request = self
                 .eks
                 .create_access_entry()
                 .cluster_name(self.cluster)
                 .principal_arn(principal)
                 .username(username)
                 .set_kubernetes_groups(Some(plain.iter().map(|g| (*g).clone()).collect()))
-                .tags(OWNER_TAG, owner.key())
+                .tags(OWNER_TAG, owner.key());
+            let created = self
+                .tags
+                .iter()
+                .fold(request, |r, (k, v)| r.tags(k, v))
                 .send()
                 .await;
             match created {

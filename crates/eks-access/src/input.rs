@@ -77,6 +77,8 @@ pub struct Input {
     pub method: Method,
     pub kubernetes_role: Option<RoleArn>,
     pub dry_run: bool,
+    /// `Tags` (`KEY=VALUE` items) for an access entry it creates; aws-auth has none.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Input {
@@ -125,6 +127,7 @@ impl Input {
             method: p.enumerated(ACCESS_METHOD, Method::Auto)?,
             kubernetes_role,
             dry_run: p.bool(DRY_RUN, false)?,
+            tags: p.tags("Tags")?,
         })
     }
 }
@@ -139,6 +142,18 @@ mod tests {
             unreachable!()
         };
         Input::parse(&Properties::new(map))
+    }
+
+    #[test]
+    fn tags_for_the_access_entry_are_key_value_items() {
+        let mut v = json!({"ClusterName": "c1", "RoleArn": "arn:aws:iam::123456789012:role/hops",
+                           "Tags": "team=data"});
+        assert_eq!(
+            parse(v.clone()).unwrap().tags,
+            [("team".to_owned(), "data".to_owned())]
+        );
+        v["Tags"] = json!("aws:x=y");
+        assert!(parse(v).is_err());
     }
 
     #[test]

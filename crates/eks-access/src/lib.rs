@@ -208,6 +208,7 @@ impl EksAccess {
             eks: &self.eks,
             cluster: &cluster.name,
             partition: &input.role.partition,
+            tags: &input.tags,
         }
     }
 

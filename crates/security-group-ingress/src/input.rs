@@ -16,6 +16,8 @@ pub struct Input {
     pub ports: Vec<u16>,
     pub source: Source,
     pub description: String,
+    /// `Tags`: put on the rules it creates (with the owner tag), as `KEY=VALUE` items.
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,11 +106,21 @@ impl Input {
                 "up to 255 of letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*",
             ));
         }
+        // 50 tags per rule, the owner tag among them.
+        let tags = p.tags("Tags")?;
+        if tags.len() > 49 {
+            return Err(invalid(
+                "Tags",
+                &format!("{} tags", tags.len()),
+                "at most 49 tags",
+            ));
+        }
         Ok(Self {
             group_id: group_id.to_owned(),
             ports,
             source,
             description,
+            tags,
         })
     }
 }
@@ -146,6 +158,28 @@ mod tests {
             .unwrap();
         assert_eq!(input.ports, [80, 443]);
         assert_eq!(input.source, Source::Cidr("10.42.0.0/16".into()));
+    }
+
+    #[test]
+    fn tags_are_read_for_the_rules_and_the_owner_tag_is_refused() {
+        let input = parse(
+            json!({"GroupId": "sg-0123456789abcdef0", "SourceCidr": "10.42.0.0/16",
+                                 "Tags": "team=data,cost-center=4711"}),
+        )
+        .unwrap();
+        assert_eq!(
+            input.tags,
+            [
+                ("team".to_owned(), "data".to_owned()),
+                ("cost-center".to_owned(), "4711".to_owned())
+            ]
+        );
+        let err = parse(
+            json!({"GroupId": "sg-0123456789abcdef0", "SourceCidr": "10.42.0.0/16",
+                               "Tags": "hopsworks.ai/eks-stack=someone-else"}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("Tags"), "{err}");
     }
 
     #[test]

@@ -192,7 +192,16 @@ impl SecurityGroupIngress {
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::SecurityGroupRule)
-                    .tags(Tag::builder().key(OWNER_TAG).value(owner).build())
+                    .set_tags(Some(
+                        std::iter::once(Tag::builder().key(OWNER_TAG).value(owner).build())
+                            .chain(
+                                input
+                                    .tags
+                                    .iter()
+                                    .map(|(k, v)| Tag::builder().key(k).value(v).build()),
+                            )
+                            .collect(),
+                    ))
                     .build(),
             )
             .send()
