@@ -1,8 +1,8 @@
 """Native resources of the stack's new-cluster path, as CloudFormation's own handlers make them.
 
-The bench's engine (tests/src/stack.rs) calls `create` and `delete` here for the EC2 network (VPC,
+The bench's engine (tests/src/stack/) calls `create` and `delete` here for the EC2 network (VPC,
 internet gateway and its attachment, subnets, route tables, routes and their associations, an
-Elastic IP, a NAT gateway) and for EKS (the cluster, a managed node group), through boto3 against
+Elastic IP, a NAT gateway, the VPC's flow log) and for EKS (the cluster, a managed node group), through boto3 against
 the bench. What EKS does besides moto's records (the cluster security group, a Kubernetes API,
 accessConfig) the bench's EKS shim adds as the calls pass (eks_service.py).
 
@@ -114,6 +114,8 @@ def _eks_cluster(p, logical_id):
             "endpointPrivateAccess": _bool(vpc.get("EndpointPrivateAccess", False)),
         },
     }
+    if vpc.get("PublicAccessCidrs"):
+        request["resourcesVpcConfig"]["publicAccessCidrs"] = vpc["PublicAccessCidrs"]
     access = p.get("AccessConfig")
     if access:
         request["accessConfig"] = {
@@ -149,6 +151,23 @@ def _nodegroup(p, logical_id):
                                           "ClusterName": p["ClusterName"]}
 
 
+def _flow_log(p, _):
+    # EC2 checks the destination and the role when the flow log is made.
+    if p["LogDestinationType"] == "cloud-watch-logs":
+        groups = client("logs").describe_log_groups(logGroupNamePrefix=p["LogGroupName"])
+        if not any(g["logGroupName"] == p["LogGroupName"] for g in groups["logGroups"]):
+            raise RuntimeError(f"log group {p['LogGroupName']} does not exist")
+        client("iam").get_role(RoleName=p["DeliverLogsPermissionArn"].rsplit("/", 1)[-1])
+    made = client("ec2").create_flow_logs(
+        ResourceIds=[p["ResourceId"]], ResourceType=p["ResourceType"],
+        TrafficType=p["TrafficType"], LogDestinationType=p["LogDestinationType"],
+        LogGroupName=p["LogGroupName"], DeliverLogsPermissionArn=p["DeliverLogsPermissionArn"],
+        TagSpecifications=_tags("vpc-flow-log", p))
+    if made.get("Unsuccessful"):
+        raise RuntimeError(f"flow log not made: {made['Unsuccessful']}")
+    return made["FlowLogIds"][0], {"Id": made["FlowLogIds"][0]}
+
+
 CREATE = {
     "AWS::EC2::VPC": _vpc,
     "AWS::EC2::InternetGateway": _internet_gateway,
@@ -159,6 +178,7 @@ CREATE = {
     "AWS::EC2::SubnetRouteTableAssociation": _association,
     "AWS::EC2::EIP": _eip,
     "AWS::EC2::NatGateway": _nat_gateway,
+    "AWS::EC2::FlowLog": _flow_log,
     "AWS::EKS::Cluster": _eks_cluster,
     "AWS::EKS::Nodegroup": _nodegroup,
 }
@@ -191,6 +211,8 @@ def delete(kind, physical_id, props, attrs):
         ec2.release_address(AllocationId=attrs["AllocationId"])
     elif kind == "AWS::EC2::NatGateway":
         ec2.delete_nat_gateway(NatGatewayId=physical_id)
+    elif kind == "AWS::EC2::FlowLog":
+        ec2.delete_flow_logs(FlowLogIds=[physical_id])
     elif kind == "AWS::EKS::Cluster":
         client("eks").delete_cluster(name=physical_id)
     elif kind == "AWS::EKS::Nodegroup":

@@ -11,6 +11,9 @@ moto 5.2.5 records a new cluster and reports it ACTIVE at once, and that is all.
   principal that created the cluster;
 - lets a managed node group's role in: an ``EC2_LINUX`` access entry in the API modes, an aws-auth
   mapping (``system:bootstrappers``, ``system:nodes``) in ``CONFIG_MAP``;
+- with control-plane logging on, writes to the log group ``/aws/eks/<name>/cluster``, making it
+  (without a retention) when it does not exist; it keeps it when the cluster is deleted;
+- restricts the public endpoint to ``publicAccessCidrs`` (``0.0.0.0/0`` when none are given);
 - removes the cluster security group when the cluster is deleted.
 
 `EksService` does those, called by the EKS shim after moto has answered the request, so that a
@@ -25,6 +28,7 @@ import threading
 
 import trustme
 from moto.eks.models import eks_backends
+from moto.logs.models import logs_backends
 
 from eks_shim import API_MODES, resolve_principal_arn
 from kube_double import KubeDouble
@@ -63,11 +67,18 @@ class EksService:
         double = KubeDouble(name, cluster.arn, self.store, trustme.CA(), cluster.version).start()
         with self._lock:
             self.doubles[name] = double
+        cidrs = (body.get("resourcesVpcConfig") or {}).get("publicAccessCidrs") or ["0.0.0.0/0"]
         self.set_fields(account, region, name, endpoint=double.endpoint,
                         certificateAuthority={
                             "data": base64.b64encode(double.ca_pem.encode()).decode()},
                         resourcesVpcConfig={"vpcId": vpc_id, "clusterSecurityGroupId": group_id,
-                                            "publicAccessCidrs": ["0.0.0.0/0"]})
+                                            "publicAccessCidrs": cidrs})
+        logging_on = any(setting.get("enabled") and setting.get("types") for setting in
+                         ((body.get("logging") or {}).get("clusterLogging") or []))
+        group = f"/aws/eks/{name}/cluster"
+        logs = logs_backends[account][region]
+        if logging_on and group not in logs.groups:
+            logs.create_log_group(group, {})
         log.info("EKS cluster %s: security group %s, Kubernetes API %s", name, group_id,
                  double.endpoint)
 

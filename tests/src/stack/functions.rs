@@ -2,7 +2,7 @@
 //! IAM knows its calls as its role's) and the custom resources they answer.
 
 use super::native::{number, policy_targets};
-use super::{Deployed, STACK_NAME, Stack};
+use super::{Deployed, STACK_NAME, Stack, with_client};
 use crate::cloudformation::{Answer, Player};
 use crate::lambda::{FunctionConfig, LambdaFunction};
 use serde_json::{Map, Value, json};
@@ -84,6 +84,81 @@ impl Stack<'_> {
                 "internal: {action} without an id or old properties"
             )),
         }
+    }
+
+    /// What Lambda checks of a `VpcConfig` before CreateFunction or UpdateFunctionConfiguration
+    /// takes it: subnets and security groups given together, existing, in one VPC, and an
+    /// execution role that may make, read and delete the function's network interfaces there.
+    /// Its refusals read as Lambda's InvalidParameterValueException.
+    pub(super) async fn check_vpc_config(&self, name: &str, p: &Value) -> Result<(), String> {
+        let ids = |key: &str| -> Vec<String> {
+            p["VpcConfig"][key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        };
+        let (subnets, groups) = (ids("SubnetIds"), ids("SecurityGroupIds"));
+        if subnets.is_empty() && groups.is_empty() {
+            return Ok(());
+        }
+        let refused = |why: String| Err(format!("{name}: InvalidParameterValueException: {why}"));
+        if subnets.is_empty() || groups.is_empty() {
+            return refused("a VpcConfig needs both subnets and security groups".to_owned());
+        }
+        let found = self
+            .aws
+            .query(&with_client(&format!(
+                r#"
+ec2 = client("ec2")
+try:
+    subnets = ec2.describe_subnets(SubnetIds={subnets:?})["Subnets"]
+    groups = ec2.describe_security_groups(GroupIds={groups:?})["SecurityGroups"]
+    print(json.dumps({{"vpcs": sorted({{x["VpcId"] for x in subnets + groups}})}}))
+except Exception as e:
+    print(json.dumps({{"error": str(e)}}))
+"#
+            )))
+            .await;
+        if let Some(error) = found["error"].as_str() {
+            return refused(format!("Error occurred while describing the VPC: {error}"));
+        }
+        if found["vpcs"].as_array().map_or(0, Vec::len) != 1 {
+            return refused(format!(
+                "the subnets and security groups are not in one VPC: {}",
+                found["vpcs"]
+            ));
+        }
+        let role = p["Role"].as_str().unwrap_or_default();
+        let policies = self.role_policies().remove(role).unwrap_or_default();
+        let s = &self.aws.seeded;
+        let arn =
+            |kind: &str, id: &str| format!("arn:aws:ec2:{}:{}:{kind}/{id}", s.region, s.account_id);
+        let create = std::iter::once(arn("network-interface", "*"))
+            .chain(subnets.iter().map(|id| arn("subnet", id)))
+            .chain(groups.iter().map(|id| arn("security-group", id)))
+            .map(|resource| ("CreateNetworkInterface", resource));
+        let needed = create.chain([
+            ("DescribeNetworkInterfaces", "*".to_owned()),
+            (
+                "DeleteNetworkInterface",
+                arn("network-interface", "eni-0123456789abcdef0"),
+            ),
+        ]);
+        for (action, resource) in needed {
+            let check = crate::iam::Check {
+                action: format!("ec2:{action}"),
+                resource,
+                context: BTreeMap::new(),
+            };
+            if crate::iam::evaluate(&policies, &check)? != crate::iam::Decision::Allow {
+                return refused(format!(
+                    "The provided execution role does not have permissions to call {action} on EC2"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Create the function, or (given the name it has) configure it anew, as UpdateFunctionConfiguration.

@@ -35,7 +35,10 @@ impl Stack<'_> {
             "AWS::IAM::Role" => self.create_role(name, &properties).await?,
             "AWS::IAM::RolePolicy" | "AWS::IAM::Policy" => self.put_policy(&properties).await?,
             "AWS::Logs::LogGroup" => self.create_log_group(name, &properties).await?,
-            "AWS::Lambda::Function" => self.create_function(name, resource, &properties, None)?,
+            "AWS::Lambda::Function" => {
+                self.check_vpc_config(name, &properties).await?;
+                self.create_function(name, resource, &properties, None)?
+            }
             // Signals are not played: the handle only orders resources (through its Metadata).
             "AWS::CloudFormation::WaitConditionHandle" => Deployed {
                 kind: String::new(),

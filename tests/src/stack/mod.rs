@@ -180,6 +180,22 @@ impl<'a> Stack<'a> {
         self.deployed.get(name).map(|d| d.physical_id.as_str())
     }
 
+    /// The resolved properties a resource was created or last updated with.
+    pub fn properties(&self, name: &str) -> Option<&Value> {
+        self.deployed.get(name).map(|d| &d.properties)
+    }
+
+    /// A fragment of the template resolved on the stack's parameters and conditions (and what
+    /// is deployed so far), as CloudFormation would resolve it now.
+    pub fn resolved(&self, fragment: &Value) -> Result<Value, String> {
+        self.resolve(fragment)
+    }
+
+    /// The template the stack deploys (expanded by the SAM translator).
+    pub fn template(&self) -> &Value {
+        &self.template
+    }
+
     /// Every AWS call of the stack's functions that their role's policies denied.
     pub fn denied(&self) -> Vec<Denial> {
         self.iam.denied()

@@ -182,6 +182,7 @@ impl Stack<'_> {
                 Ok(kept(current.attrs.clone()))
             }
             "AWS::Lambda::Function" => {
+                self.check_vpc_config(name, new).await?;
                 let deployed =
                     self.create_function(name, resource, new, Some(&current.physical_id))?;
                 Ok(Deployed {
