@@ -32,13 +32,46 @@ fn actions(value: &Value, found: &mut BTreeSet<String>) {
     }
 }
 
+/// Policies of a role that grant what others call with the role, not the function's code:
+/// writing its logs (Lambda), its network interfaces (Lambda, in a VPC), decrypting its secret
+/// (Secrets Manager, under a customer key).
+const NOT_THE_CODES: [&str; 3] = ["write-logs", "vpc-network-interfaces", "decrypt-api-key"];
+
+/// A role's `Policies` entry: the policy itself, or (under `!If [condition, policy, NoValue]`,
+/// whose tag the YAML reader drops) the policy it chooses.
+fn policy_of(entry: &Value) -> &Value {
+    match entry {
+        Value::Array(choice) if choice.len() == 3 => &choice[1],
+        other => other,
+    }
+}
+
+/// The policy named `name` among `role`'s own, and the condition it is under, if any.
+fn role_policy<'a>(
+    resources: &'a serde_json::Map<String, Value>,
+    role: &str,
+    name: &str,
+) -> (&'a Value, Option<&'a str>) {
+    let entry = resources[role]["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| policy_of(p)["PolicyName"] == name)
+        .unwrap_or_else(|| panic!("{role} has no policy {name}"));
+    let condition = entry.as_array().and_then(|c| c[0].as_str());
+    (policy_of(entry), condition)
+}
+
 /// The actions granted to `role` by its own policies and by policy resources attached to it,
-/// leaving out the trust policy and the log-writing policy every function has.
+/// leaving out the trust policy and the policies for others' calls ([`NOT_THE_CODES`]).
 fn granted(resources: &serde_json::Map<String, Value>, role: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let role_resource = &resources[role]["Properties"];
-    for policy in role_resource["Policies"].as_array().into_iter().flatten() {
-        if policy["PolicyName"] != "write-logs" {
+    for entry in role_resource["Policies"].as_array().into_iter().flatten() {
+        let policy = policy_of(entry);
+        let name = policy["PolicyName"].as_str().unwrap_or_default();
+        assert!(!name.is_empty(), "{role}: a policy without a name: {entry}");
+        if !NOT_THE_CODES.contains(&name) {
             actions(&policy["PolicyDocument"], &mut found);
         }
     }
@@ -173,12 +206,23 @@ fn the_launch_form_has_no_way_to_send_the_api_key_elsewhere() {
     // function talks to api.hopsworks.ai only, and nothing on the form can change that.
     let template = template();
     let parameters = template["Parameters"].as_object().expect("Parameters");
+    // By its words (HopsworksApiUrl: Hopsworks, Api, Url), so that Security is not a Uri.
+    let words = |name: &str| -> Vec<String> {
+        let mut words: Vec<String> = Vec::new();
+        for c in name.chars() {
+            match words.last_mut() {
+                Some(word) if !c.is_ascii_uppercase() => word.push(c.to_ascii_lowercase()),
+                _ => words.push(c.to_ascii_lowercase().to_string()),
+            }
+        }
+        words
+    };
     let addresses: Vec<&String> = parameters
         .keys()
         .filter(|name| {
-            ["url", "endpoint", "host", "uri"]
+            words(name)
                 .iter()
-                .any(|w| name.to_lowercase().contains(w))
+                .any(|w| ["url", "endpoint", "host", "uri", "address"].contains(&w.as_str()))
         })
         .collect();
     assert!(addresses.is_empty(), "address parameters: {addresses:?}");
@@ -305,5 +349,189 @@ fn the_day_2_parameters_refuse_on_the_form_what_the_function_refuses() {
     ] {
         let refused = check(name, value).expect_err(&format!("{name}={value:?} is accepted"));
         assert!(refused.contains(name), "{refused}");
+    }
+}
+
+/// With EksAccessSubnetIds the EksAccess function runs in the cluster's VPC, and its role may
+/// make, read and remove network interfaces there (what Lambda calls with it); without, neither.
+#[test]
+fn the_eks_access_function_joins_a_vpc_and_gets_network_interfaces_only_when_asked() {
+    let template = template();
+    let resources = template["Resources"].as_object().expect("Resources");
+    let vpc = &resources["EksAccessFunction"]["Properties"]["VpcConfig"];
+    assert_eq!(vpc[0], "EksAccessInVpc", "VpcConfig: {vpc}");
+    assert_eq!(vpc[2], "AWS::NoValue", "VpcConfig: {vpc}");
+    assert_eq!(
+        vpc[1]["SecurityGroupIds"],
+        serde_json::json!(["EksAccessSecurityGroupId"])
+    );
+    let (policy, condition) = role_policy(resources, "EksAccessRole", "vpc-network-interfaces");
+    assert_eq!(condition, Some("EksAccessInVpc"));
+    let mut found = BTreeSet::new();
+    actions(&policy["PolicyDocument"], &mut found);
+    let wanted: BTreeSet<String> = [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert_eq!(found, wanted);
+    // Interfaces are made with the given security group only.
+    let create = &policy["PolicyDocument"]["Statement"][0];
+    assert_eq!(create["Action"], "ec2:CreateNetworkInterface");
+    assert!(
+        create["Resource"]
+            .to_string()
+            .contains("security-group/${EksAccessSecurityGroupId}"),
+        "{create}"
+    );
+    // In a VPC exactly when subnets (and so, by the rule, a security group) are given.
+    assert_eq!(
+        template["Conditions"]["EksAccessInVpc"].to_string(),
+        r#"[[["EksAccessSubnetIds",""]],[["EksAccessSecurityGroupId",""]]]"#,
+    );
+    let rule = template["Rules"]["EksAccessNetworkIsWhole"].to_string();
+    assert!(
+        rule.contains("EksAccessSubnetIds") && rule.contains("EksAccessSecurityGroupId"),
+        "{rule}"
+    );
+}
+
+/// With ApiKeySecretKmsKeyArn, the HopsworksCluster role may decrypt with that key, through
+/// Secrets Manager in the stack's region only; without, the policy is not there.
+#[test]
+fn the_api_keys_customer_key_is_usable_through_secrets_manager_only() {
+    let template = template();
+    let resources = template["Resources"].as_object().expect("Resources");
+    let (policy, condition) = role_policy(resources, "HopsworksClusterRole", "decrypt-api-key");
+    assert_eq!(condition, Some("HasSecretKmsKey"));
+    let statements = policy["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("statements");
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(statement["Action"], "kms:Decrypt");
+    assert_eq!(statement["Resource"], "ApiKeySecretKmsKeyArn");
+    assert_eq!(
+        statement["Condition"],
+        serde_json::json!({"StringEquals": {"kms:ViaService": "secretsmanager.${AWS::Region}.amazonaws.com"}})
+    );
+}
+
+/// EKS writes the control-plane logs to /aws/eks/<name>/cluster: the stack makes that group
+/// first, with a retention, and deletes it after the cluster.
+#[test]
+fn the_new_clusters_control_plane_log_group_is_the_stacks_with_a_retention() {
+    let template = template();
+    let resources = template["Resources"].as_object().expect("Resources");
+    let group = &resources["NewClusterLogGroup"];
+    assert_eq!(group["Type"], "AWS::Logs::LogGroup");
+    assert_eq!(group["Condition"], "NewEksCluster");
+    assert_eq!(group["DeletionPolicy"], "Delete");
+    assert_eq!(
+        group["Properties"]["LogGroupName"],
+        "/aws/eks/${EksClusterName}/cluster"
+    );
+    assert_eq!(group["Properties"]["RetentionInDays"], "LogRetentionDays");
+    let cluster = &resources["NewCluster"];
+    assert!(
+        cluster["DependsOn"]
+            .as_array()
+            .is_some_and(|d| d.contains(&Value::from("NewClusterLogGroup"))),
+        "NewCluster does not wait for its log group: {}",
+        cluster["DependsOn"]
+    );
+    assert_eq!(cluster["Properties"]["Name"], "EksClusterName");
+    let logging = &cluster["Properties"]["Logging"]["ClusterLogging"]["EnabledTypes"];
+    assert_ne!(
+        logging.as_array().map_or(0, Vec::len),
+        0,
+        "no control-plane logging"
+    );
+}
+
+/// The new parameters refuse on the form what AWS or the functions would refuse later.
+#[test]
+fn the_network_key_and_tag_parameters_refuse_what_aws_refuses() {
+    let template = template();
+    let declared = template["Parameters"].as_object().expect("Parameters");
+    let check = |name: &str, value: &str| {
+        let values = [(name.to_owned(), Value::from(value))]
+            .into_iter()
+            .collect();
+        system_tests::parameters::check(declared, &values)
+    };
+    for (name, value) in [
+        ("EksAccessSubnetIds", ""),
+        (
+            "EksAccessSubnetIds",
+            "subnet-0123456789abcdef0,subnet-01234567",
+        ),
+        ("EksAccessSecurityGroupId", "sg-0123456789abcdef0"),
+        ("ApiKeySecretKmsKeyArn", ""),
+        (
+            "ApiKeySecretKmsKeyArn",
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        ),
+        (
+            "ApiKeySecretKmsKeyArn",
+            "arn:aws:kms:eu-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        ),
+        ("Tags", ""),
+        ("Tags", "team=data,cost-center=47=11,owner=Jane Doe"),
+        ("NewClusterPublicAccessCidrs", "0.0.0.0/0"),
+        (
+            "NewClusterPublicAccessCidrs",
+            "203.0.113.0/24,198.51.100.7/32",
+        ),
+        ("NewClusterFlowLogs", "true"),
+    ] {
+        assert_eq!(check(name, value), Ok(()), "{name}={value:?}");
+    }
+    for (name, value) in [
+        (
+            "EksAccessSubnetIds",
+            "subnet-0123456789abcdef0, subnet-01234567",
+        ),
+        ("EksAccessSubnetIds", "sg-0123456789abcdef0"),
+        ("EksAccessSecurityGroupId", "subnet-0123456789abcdef0"),
+        ("ApiKeySecretKmsKeyArn", "alias/hopsworks"),
+        (
+            "ApiKeySecretKmsKeyArn",
+            "arn:aws:kms:eu-west-1:123456789012:alias/hopsworks",
+        ),
+        ("Tags", "team"),
+        ("Tags", "=data"),
+        ("Tags", "team=data,"),
+        ("Tags", "team=a,b"),
+        ("NewClusterPublicAccessCidrs", ""),
+        (
+            "NewClusterPublicAccessCidrs",
+            "203.0.113.0/24, 198.51.100.7/32",
+        ),
+        ("NewClusterPublicAccessCidrs", "203.0.113.0/33"),
+        ("NewClusterFlowLogs", "yes"),
+    ] {
+        let refused = check(name, value).expect_err(&format!("{name}={value:?} is accepted"));
+        assert!(refused.contains(name), "{refused}");
+    }
+}
+
+/// The stack's Tags reach what its functions make, and are absent (not empty) when there are
+/// none: an empty Tags added to a stack made before the parameter would change the Hopsworks
+/// cluster's replacing properties.
+#[test]
+fn tags_reach_the_custom_resources_and_are_absent_when_empty() {
+    let template = template();
+    for resource in ["HopsworksCluster", "EksAccess", "SecurityGroupIngress"] {
+        assert_eq!(
+            template["Resources"][resource]["Properties"]["Tags"],
+            serde_json::json!(["HasTags", "Tags", "AWS::NoValue"]),
+            "{resource}.Tags"
+        );
     }
 }
