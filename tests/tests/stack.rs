@@ -177,17 +177,18 @@ async fn an_update_that_fails_midway_rolls_back_to_the_stack_as_it_was() {
     let outputs = outputs_but_rule_ids(&deployed);
 
     // The ingress and the log groups change first; then the Hopsworks cluster refuses a new
-    // worker count (that would be another cluster), and CloudFormation rolls everything back.
+    // head disk (that would be another cluster, and AllowReplacement is false), and
+    // CloudFormation rolls everything back.
     let reason = deployed
         .update(changes(&[
             ("IngressSource", OFFICE_CIDR),
             ("LogRetentionDays", "90"),
-            ("HopsworksWorkerCount", "3"),
+            ("HopsworksHeadDiskSize", "1024"),
         ]))
         .await
         .expect_err("the update fails");
     assert!(
-        reason.starts_with("WorkerCount cannot change"),
+        reason.starts_with("HeadDiskSize cannot change"),
         "the update failed for another reason, or its rollback failed: {reason}"
     );
     assert_eq!(stack::ingress_rules(aws).await, rules);
