@@ -720,6 +720,380 @@ async fn a_config_map_cluster_works_on_the_first_deploy_with_the_documented_kube
     assert_eq!(bench.state().await, before, "the rollback left changes");
 }
 
+/// A customer-managed key of the bench's account (the ARN is all the template needs).
+const KMS_KEY: &str = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+/// The role policy named `name` of `role`, as the stack would put it now (None: not there).
+fn resolved_role_policy(stack: &Stack, role: &str, name: &str) -> Option<Value> {
+    let policies = &stack.template()["Resources"][role]["Properties"]["Policies"];
+    policies
+        .as_array()
+        .into_iter()
+        .flatten()
+        // write-logs names its log group, which is not made yet: only the others resolve.
+        .filter_map(|entry| stack.resolved(&json!([entry])).ok())
+        .filter_map(|resolved| resolved.get(0).cloned())
+        .find(|policy| policy["PolicyName"] == name)
+}
+
+/// Without the new parameters the EksAccess function is in no VPC and no role holds network or
+/// key rights; with them, exactly those, and the key only through Secrets Manager in the region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_interfaces_and_the_customer_key_are_granted_only_when_given() {
+    use system_tests::iam::{Check, Decision, evaluate};
+    let bench = StackBench::start().await;
+    let s = bench.aws.seeded.clone();
+    let expanded = template().await;
+    let vpc_config = |stack: &Stack| {
+        let function = &stack.template()["Resources"]["EksAccessFunction"]["Properties"];
+        stack
+            .resolved(&json!({"VpcConfig": function["VpcConfig"]}))
+            .expect("VpcConfig resolves")
+    };
+    let plain = bench
+        .stack(expanded.clone(), stack::demo_parameters(&s))
+        .expect("parameters");
+    assert_eq!(vpc_config(&plain), json!({}));
+    assert_eq!(
+        resolved_role_policy(&plain, "EksAccessRole", "vpc-network-interfaces"),
+        None
+    );
+    assert_eq!(
+        resolved_role_policy(&plain, "HopsworksClusterRole", "decrypt-api-key"),
+        None
+    );
+
+    let mut parameters = stack::demo_parameters(&s);
+    let subnets = s.cluster.private_subnet_ids.join(",");
+    parameters.extend(changes(&[
+        ("EksAccessSubnetIds", &subnets),
+        (
+            "EksAccessSecurityGroupId",
+            &s.cluster.node_security_group_id,
+        ),
+        ("ApiKeySecretKmsKeyArn", KMS_KEY),
+    ]));
+    let given = bench.stack(expanded, parameters).expect("parameters");
+    assert_eq!(
+        vpc_config(&given),
+        json!({"VpcConfig": {"SubnetIds": s.cluster.private_subnet_ids,
+                             "SecurityGroupIds": [s.cluster.node_security_group_id]}})
+    );
+    let network = resolved_role_policy(&given, "EksAccessRole", "vpc-network-interfaces")
+        .expect("the network-interface policy");
+    let ec2 =
+        |kind: &str, id: &str| format!("arn:aws:ec2:{}:{}:{kind}/{id}", s.region, s.account_id);
+    let decide = |policy: &Value, action: &str, resource: String, context: &[(&str, &str)]| {
+        let check = Check {
+            action: action.to_owned(),
+            resource,
+            context: context
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned()))
+                .collect(),
+        };
+        evaluate(&[policy["PolicyDocument"].clone()], &check).expect("evaluable")
+    };
+    let create = "ec2:CreateNetworkInterface";
+    assert_eq!(
+        decide(
+            &network,
+            create,
+            ec2("subnet", &s.cluster.private_subnet_ids[0]),
+            &[]
+        ),
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(
+            &network,
+            create,
+            ec2("security-group", &s.cluster.node_security_group_id),
+            &[]
+        ),
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(&network, create, ec2("network-interface", "*"), &[]),
+        Decision::Allow
+    );
+    // Another security group (so another VPC's interfaces) stays out of reach.
+    assert_eq!(
+        decide(
+            &network,
+            create,
+            ec2("security-group", &s.cluster.cluster_security_group_id),
+            &[]
+        ),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        decide(
+            &network,
+            "ec2:DeleteNetworkInterface",
+            ec2("network-interface", "eni-0123456789abcdef0"),
+            &[]
+        ),
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(
+            &network,
+            "ec2:DeleteSubnet",
+            ec2("subnet", &s.cluster.private_subnet_ids[0]),
+            &[]
+        ),
+        Decision::ImplicitDeny
+    );
+
+    let key = resolved_role_policy(&given, "HopsworksClusterRole", "decrypt-api-key")
+        .expect("the key policy");
+    let via = format!("secretsmanager.{}.amazonaws.com", s.region);
+    let decrypt = |resource: &str, context: &[(&str, &str)]| {
+        decide(&key, "kms:Decrypt", resource.to_owned(), context)
+    };
+    assert_eq!(
+        decrypt(KMS_KEY, &[("kms:ViaService", &via)]),
+        Decision::Allow
+    );
+    // Called directly, through another service or region, or on another key: denied.
+    assert_eq!(decrypt(KMS_KEY, &[]), Decision::ImplicitDeny);
+    assert_eq!(
+        decrypt(KMS_KEY, &[("kms:ViaService", "s3.eu-west-1.amazonaws.com")]),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        decrypt(
+            KMS_KEY,
+            &[("kms:ViaService", "secretsmanager.us-east-1.amazonaws.com")]
+        ),
+        Decision::ImplicitDeny
+    );
+    let other_key = KMS_KEY.replace("1234abcd-", "9999abcd-");
+    assert_eq!(
+        decrypt(&other_key, &[("kms:ViaService", &via)]),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        decide(
+            &key,
+            "kms:Encrypt",
+            KMS_KEY.to_owned(),
+            &[("kms:ViaService", &via)]
+        ),
+        Decision::ImplicitDeny
+    );
+
+    // Subnets without a security group (or the reverse) are refused before anything is made.
+    let mut half = stack::demo_parameters(&s);
+    half.extend(changes(&[("EksAccessSubnetIds", &subnets)]));
+    let refused = bench
+        .stack(template().await, half)
+        .err()
+        .expect("subnets without a security group are refused");
+    assert!(refused.contains("EksAccessSecurityGroupId"), "{refused}");
+}
+
+/// The EksAccess function in the cluster's private subnets (Lambda's checks of VpcConfig
+/// played by the bench: subnets and group exist, in one VPC, and the role may manage the
+/// interfaces), the API key's secret under a customer key, and Tags: the Hopsworks cluster and
+/// the ingress rules carry them; Delete leaves the account as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_network_a_customer_key_and_tags_deploy_and_delete_cleanly() {
+    let bench = StackBench::start().await;
+    let (aws, control) = (&bench.aws, &bench.control);
+    let before = bench.state().await;
+    let s = aws.seeded.clone();
+    let mut parameters = stack::demo_parameters(&s);
+    let subnets = s.cluster.private_subnet_ids.join(",");
+    parameters.extend(changes(&[
+        ("EksAccessSubnetIds", &subnets),
+        (
+            "EksAccessSecurityGroupId",
+            &s.cluster.node_security_group_id,
+        ),
+        ("ApiKeySecretKmsKeyArn", KMS_KEY),
+        ("Tags", "team=data,cost-center=4711"),
+    ]));
+    let mut deployed = bench
+        .stack(template().await, parameters)
+        .expect("parameters");
+    deployed.create().await.expect("the stack is created");
+
+    let function = deployed
+        .properties("EksAccessFunction")
+        .expect("EksAccessFunction");
+    assert_eq!(
+        function["VpcConfig"],
+        json!({"SubnetIds": s.cluster.private_subnet_ids,
+               "SecurityGroupIds": [s.cluster.node_security_group_id]})
+    );
+    let clusters = control.hopsworks_clusters().await;
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    let cluster = clusters[0].to_string();
+    for tag in [
+        r#"{"name":"team","value":"data"}"#,
+        r#"{"name":"cost-center","value":"4711"}"#,
+    ] {
+        assert!(
+            cluster.contains(tag),
+            "the Hopsworks cluster lacks {tag}: {cluster}"
+        );
+    }
+    let tagged = aws
+        .query(&format!(
+            r#"
+import boto3, json, os
+ec2 = boto3.client("ec2", endpoint_url=os.environ["BENCH_ENDPOINT"])
+rules = ec2.describe_security_group_rules(Filters=[{{"Name": "group-id", "Values": ["{group}"]}}])["SecurityGroupRules"]
+print(json.dumps(sorted(str(r.get("FromPort")) for r in rules
+                        if {{"Key": "team", "Value": "data"}} in r.get("Tags", [])
+                        and {{"Key": "cost-center", "Value": "4711"}} in r.get("Tags", []))))
+"#,
+            group = s.cluster.cluster_security_group_id
+        ))
+        .await;
+    assert_eq!(tagged, json!(["443", "80"]), "the ingress rules' tags");
+
+    deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
+    assert_eq!(bench.state().await, before);
+}
+
+/// The log groups, flow logs and the new cluster's public endpoint, as the account shows them.
+async fn new_cluster_extras(bench: &StackBench, cluster: &str) -> Value {
+    bench
+        .aws
+        .query(&format!(
+            r#"
+import boto3, json, os
+def client(name):
+    return boto3.client(name, endpoint_url=os.environ["BENCH_ENDPOINT"])
+groups = client("logs").describe_log_groups()["logGroups"]
+flows = client("ec2").describe_flow_logs()["FlowLogs"]
+try:
+    cidrs = client("eks").describe_cluster(name="{cluster}")["cluster"]["resourcesVpcConfig"].get("publicAccessCidrs")
+except Exception:
+    cidrs = None
+print(json.dumps({{
+  "eks_groups": {{g["logGroupName"]: g.get("retentionInDays") for g in groups if g["logGroupName"].startswith("/aws/eks/")}},
+  "flow_logs": [{{"vpc": f["ResourceId"], "group": f.get("LogGroupName"), "role": f.get("DeliverLogsPermissionArn"), "traffic": f.get("TrafficType")}} for f in flows],
+  "group_retention": {{g["logGroupName"]: g.get("retentionInDays") for g in groups}},
+  "public_access_cidrs": cidrs,
+}}))
+"#
+        ))
+        .await
+}
+
+/// On the new-cluster path: the control-plane log group is the stack's (made before the cluster
+/// with a retention, gone with the stack), the public endpoint takes only the given CIDRs, flow
+/// logs go to a group of the stack's through a role that writes there only, the access entry
+/// carries the Tags; Delete leaves the account's networks, clusters and log groups as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_owns_its_log_groups_restricts_its_endpoint_and_logs_its_flows() {
+    let bench = StackBench::start().await;
+    let aws = &bench.aws;
+    let before = bench.state().await;
+    let account_before = stack::networks_and_clusters(aws).await;
+    let extras_before = new_cluster_extras(&bench, NEW_CLUSTER).await;
+    let s = aws.seeded.clone();
+    let mut parameters = stack::demo_parameters(&s);
+    parameters.extend(changes(&[
+        ("EksClusterName", NEW_CLUSTER),
+        ("CreateEksCluster", "true"),
+        ("KubernetesRoleArn", ""),
+        ("CreateHopsworksCluster", "false"),
+        (
+            "NewClusterPublicAccessCidrs",
+            "203.0.113.0/24,198.51.100.7/32",
+        ),
+        ("NewClusterFlowLogs", "true"),
+        ("LogRetentionDays", "14"),
+        ("Tags", "team=data"),
+    ]));
+    let mut deployed = bench
+        .stack(template().await, parameters)
+        .expect("parameters");
+    deployed.create().await.expect("the stack is created");
+
+    let extras = new_cluster_extras(&bench, NEW_CLUSTER).await;
+    assert_eq!(
+        extras["eks_groups"],
+        json!({format!("/aws/eks/{NEW_CLUSTER}/cluster"): 14}),
+        "{extras}"
+    );
+    assert_eq!(
+        extras["public_access_cidrs"],
+        json!(["203.0.113.0/24", "198.51.100.7/32"])
+    );
+    let outputs: std::collections::BTreeMap<String, String> =
+        deployed.outputs().expect("outputs").into_iter().collect();
+    let flows = extras["flow_logs"].as_array().cloned().unwrap_or_default();
+    let ours: Vec<&Value> = flows
+        .iter()
+        .filter(|f| f["vpc"] == outputs["VpcId"].as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{flows:?}");
+    assert_eq!(ours[0]["traffic"], "ALL");
+    let group = ours[0]["group"].as_str().expect("a log group").to_owned();
+    assert_eq!(extras["group_retention"][&group], 14, "{extras}");
+    // The role writes to that group only.
+    let role = ours[0]["role"]
+        .as_str()
+        .expect("a role")
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let policy = aws
+        .query(&format!(
+            r#"
+import boto3, json, os
+iam = boto3.client("iam", endpoint_url=os.environ["BENCH_ENDPOINT"])
+print(json.dumps(iam.get_role_policy(RoleName="{role}", PolicyName="write-flow-logs")["PolicyDocument"]))
+"#
+        ))
+        .await;
+    let put = |group: &str| {
+        let check = system_tests::iam::Check {
+            action: "logs:PutLogEvents".to_owned(),
+            resource: format!(
+                "arn:aws:logs:{}:{}:log-group:{group}:log-stream:eni-0123-all",
+                s.region, s.account_id
+            ),
+            context: Default::default(),
+        };
+        system_tests::iam::evaluate(std::slice::from_ref(&policy), &check).expect("evaluable")
+    };
+    assert_eq!(put(&group), system_tests::iam::Decision::Allow);
+    assert_eq!(
+        put(&format!("/aws/eks/{NEW_CLUSTER}/cluster")),
+        system_tests::iam::Decision::ImplicitDeny
+    );
+    // The access entry the stack made carries the stack's Tags.
+    let entry = aws
+        .query(&format!(
+            r#"
+import boto3, json, os
+eks = boto3.client("eks", endpoint_url=os.environ["BENCH_ENDPOINT"])
+print(json.dumps(eks.describe_access_entry(clusterName="{NEW_CLUSTER}", principalArn="{role}")["accessEntry"].get("tags", {{}})))
+"#,
+            role = s.hopsworks.role_arn_without_path
+        ))
+        .await;
+    assert_eq!(entry["team"], "data", "{entry}");
+
+    deployed.delete().await.expect("the stack is deleted");
+    assert_no_call_denied(&deployed);
+    assert_eq!(bench.state().await, before);
+    assert_eq!(stack::networks_and_clusters(aws).await, account_before);
+    let after = new_cluster_extras(&bench, NEW_CLUSTER).await;
+    assert_eq!(after["eks_groups"], extras_before["eks_groups"]);
+    assert_eq!(after["flow_logs"], extras_before["flow_logs"]);
+    assert_eq!(after["group_retention"], extras_before["group_retention"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_of_another_region_fails_the_stack_before_anything_else_is_made() {
     let bench = StackBench::start().await;
