@@ -318,3 +318,80 @@ async fn an_update_checks_only_what_changed_and_delete_calls_nothing() {
     assert!(deleted.is_success(), "{}", deleted.reason);
     assert!(b.proxy.requests().is_empty(), "Delete called AWS");
 }
+
+// ---- The Hopsworks version: HopsworksCluster reads Hopsworks.ai's catalogue before its POST ----
+
+/// A HopsworksCluster Create of `version` against the Hopsworks.ai double, whose catalogue is
+/// `versions` (none: the double's own); its answer and the requests the double received.
+async fn create_hopsworks_of_version(
+    version: &str,
+    versions: Option<Value>,
+) -> (Answer, Vec<String>) {
+    let aws = AwsBench::start().await;
+    let proxy = FaultProxy::start(aws.endpoint()).await;
+    let control = system_tests::control::Control::new(&aws.seeded.control_endpoint);
+    if let Some(versions) = versions {
+        control
+            .hopsworks_behaviour(json!({ "versions": versions }))
+            .await;
+    }
+    let function =
+        system_tests::hopsworks_cluster_function(&aws.seeded, &proxy, Duration::from_secs(30));
+    let mut props = system_tests::hopsworks_cluster_properties(&aws.seeded);
+    props["HopsworksVersion"] = json!(version);
+    let mut cfn = Player::new(&function, "Custom::HopsworksCluster").await;
+    cfn.answer_timeout = Duration::from_secs(120);
+    let answer = cfn.create("HopsworksCluster", props).await;
+    let requests = control
+        .hopsworks_requests()
+        .await
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap_or_default(),
+                r["path"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    (answer, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hopsworks_version_the_catalogue_does_not_offer_fails_before_the_cluster_is_posted() {
+    let (answer, requests) = create_hopsworks_of_version("3.7.0", None).await;
+    assert_eq!(answer.status, "FAILED", "{answer:?}");
+    assert_eq!(
+        answer.reason,
+        "HopsworksVersion 3.7.0 is not a version Hopsworks.ai offers (3.8.0, 3.9.0, 4.0.0, \
+         4.1.0); set one of them"
+    );
+    assert!(
+        requests.contains(&"GET /api/clusters/hopsworks/versions/AWS".to_owned()),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.starts_with("POST")),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hopsworks_version_offered_in_other_regions_only_fails_before_the_cluster_is_posted() {
+    let catalogue = json!([
+        {"version": "3.9.0", "regions": {"ubuntu": ["eu-west-1", "eu-north-1"], "centos": []}},
+        {"version": "4.0.0", "upgradableFromVersion": "3.9.0"},
+    ]);
+    let (answer, requests) = create_hopsworks_of_version("3.9.0", Some(catalogue)).await;
+    assert_eq!(answer.status, "FAILED", "{answer:?}");
+    assert_eq!(
+        answer.reason,
+        "Hopsworks.ai offers HopsworksVersion 3.9.0 in eu-west-1, eu-north-1 only, not in \
+         us-east-2 where this stack is: set a version it offers in us-east-2 (4.0.0), or deploy \
+         the stack in one of those regions"
+    );
+    assert!(
+        !requests.iter().any(|r| r.starts_with("POST")),
+        "{requests:?}"
+    );
+}

@@ -1142,7 +1142,7 @@ mod tests {
     async fn the_version_catalogue_reads() {
         let (base, seen) = server(vec![(
             200,
-            r#"{"code":200,"payload":{"versions":[{"version":"3.9.0","upgradableFromVersion":"","default":true,"experimental":false,"regions":{"ubuntu":[]},"releaseNotesUrl":null},{"version":"4.0.0","upgradableFromVersion":"3.9.0"}]}}"#,
+            r#"{"code":200,"payload":{"versions":[{"version":"3.9.0","upgradableFromVersion":"","default":true,"experimental":false,"regions":{"ubuntu":["us-east-2"],"centos":null},"releaseNotesUrl":null},{"version":"4.0.0","upgradableFromVersion":"3.9.0"}]}}"#,
         )])
         .await;
         let versions = client(&base).versions().await.unwrap();
@@ -1150,5 +1150,8 @@ mod tests {
         assert_eq!(versions.len(), 2);
         assert!(versions[0].default);
         assert_eq!(versions[1].upgradable_from_version, "3.9.0");
+        assert_eq!(versions[0].regions.for_os("ubuntu"), ["us-east-2"]);
+        assert!(versions[0].regions.for_os("centos").is_empty());
+        assert!(versions[1].regions.for_os("ubuntu").is_empty());
     }
 }

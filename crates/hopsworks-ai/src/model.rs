@@ -267,8 +267,31 @@ pub struct Version {
     pub upgradable_from_version: String,
     pub default: bool,
     pub experimental: bool,
+    /// Where the version is offered, by OS.
+    #[serde(deserialize_with = "nullable")]
+    pub regions: Regions,
     #[serde(deserialize_with = "nullable")]
     pub release_notes_url: String,
+}
+
+/// A catalogue entry's regions, by the OS its VMs run (an empty list says nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default)]
+pub struct Regions {
+    #[serde(deserialize_with = "nullable")]
+    pub ubuntu: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub centos: Vec<String>,
+}
+
+impl Regions {
+    /// The regions listed for `os` (`ubuntu`, `centos`).
+    pub fn for_os(&self, os: &str) -> &[String] {
+        match os {
+            "centos" => &self.centos,
+            _ => &self.ubuntu,
+        }
+    }
 }
 
 /// The node kinds `PUT .../nodes/modify-instance-type` changes (workers change through

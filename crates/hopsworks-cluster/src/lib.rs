@@ -13,6 +13,7 @@
 
 mod aws;
 mod backup;
+mod catalogue;
 mod delete;
 mod input;
 mod ownership;
@@ -255,6 +256,9 @@ impl HopsworksCluster {
             ))
             .into());
         }
+        // Before the POST: a version Hopsworks.ai does not offer here fails now, not after the
+        // cluster was made (the pre-flight resource cannot ask: it has no API key).
+        catalogue::check_offered(client, wanted, ctx).await?;
         let mut cluster = wanted.clone();
         for (name, value) in [
             (OWNER_TAG, owner.key()),
