@@ -57,6 +57,29 @@ impl std::error::Error for AwsError {
     }
 }
 
+/// For the tests of errors that hold an [`AwsError`]: `wrap` is given a failed call whose service
+/// answered `code: message`; the error it makes must keep the SDK's error among its sources and
+/// read `reason` as a Reason ([`error_chain`](crate::error_chain)). Returns that error for more
+/// checks.
+#[doc(hidden)]
+pub fn assert_keeps_sdk_error<E: std::error::Error>(
+    (code, message): (&str, &str),
+    wrap: impl FnOnce(AwsError) -> E,
+    reason: &str,
+) -> E {
+    use aws_smithy_types::error::ErrorMetadata;
+    let sdk: SdkError<ErrorMetadata, ()> = SdkError::service_error(
+        ErrorMetadata::builder().code(code).message(message).build(),
+        (),
+    );
+    let err = wrap(AwsError::new(sdk));
+    let kept = std::iter::successors(err.source(), |e| e.source())
+        .any(|e| e.is::<SdkError<ErrorMetadata, ()>>());
+    assert!(kept, "the SDK's error is not among the sources of {err:?}");
+    assert_eq!(crate::error_chain(&err), reason);
+    err
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

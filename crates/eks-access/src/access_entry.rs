@@ -138,7 +138,7 @@ impl AccessEntries<'_> {
                         "the access entry appeared meanwhile; looking again"
                     );
                 }
-                Err(e) => return Err(aws_error("eks:CreateAccessEntry", &e)),
+                Err(e) => return Err(aws_error("eks:CreateAccessEntry", e)),
             }
         }
         Err(AccessError::EntryUnseen {
@@ -187,7 +187,7 @@ impl AccessEntries<'_> {
                 .tags(ADMIN_POLICY_TAG, owner.key())
                 .send()
                 .await
-                .map_err(|e| aws_error("eks:TagResource", &e))?;
+                .map_err(|e| aws_error("eks:TagResource", e))?;
         }
         self.associate(principal).await?;
         Ok(Mapped { adopted, summary })
@@ -206,7 +206,7 @@ impl AccessEntries<'_> {
             )
             .send()
             .await
-            .map_err(|e| aws_error("eks:AssociateAccessPolicy", &e))?;
+            .map_err(|e| aws_error("eks:AssociateAccessPolicy", e))?;
         Ok(())
     }
 
@@ -246,7 +246,7 @@ impl AccessEntries<'_> {
                     .tag_keys(ADMIN_POLICY_TAG)
                     .send()
                     .await
-                    .map_err(|e| aws_error("eks:UntagResource", &e))?;
+                    .map_err(|e| aws_error("eks:UntagResource", e))?;
             }
             return Ok(summary);
         }
@@ -299,7 +299,7 @@ impl AccessEntries<'_> {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("eks:ListAssociatedAccessPolicies", &e))?;
+            let page = page.map_err(|e| aws_error("eks:ListAssociatedAccessPolicies", e))?;
             let found = page.associated_access_policies().iter().any(|p| {
                 p.policy_arn() == Some(wanted.as_str())
                     && p.access_scope().and_then(|s| s.r#type()) == Some(&AccessScopeType::Cluster)

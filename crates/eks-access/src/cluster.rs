@@ -48,14 +48,14 @@ pub async fn describe(eks: &aws_sdk_eks::Client, name: &str) -> Result<ClusterIn
     })
 }
 
-pub fn aws_error<E, R>(call: &'static str, err: &aws_sdk_eks::error::SdkError<E, R>) -> AccessError
+pub fn aws_error<E, R>(call: &'static str, err: aws_sdk_eks::error::SdkError<E, R>) -> AccessError
 where
-    E: aws_sdk_eks::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: aws_sdk_eks::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     AccessError::Aws {
         call,
-        message: custom_resource::aws::sdk_error_message(err),
+        source: custom_resource::aws::AwsError::new(err),
     }
 }
 
@@ -66,8 +66,8 @@ pub fn found<T, E, R>(
     result: Result<T, aws_sdk_eks::error::SdkError<E, R>>,
 ) -> Result<Option<T>, AccessError>
 where
-    E: aws_sdk_eks::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: aws_sdk_eks::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     match result {
         Ok(value) => Ok(Some(value)),
@@ -78,6 +78,6 @@ where
         {
             Ok(None)
         }
-        Err(e) => Err(aws_error(call, &e)),
+        Err(e) => Err(aws_error(call, e)),
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::aws_auth::map_roles::MapRolesError;
 use custom_resource::PropertyError;
+use custom_resource::aws::AwsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -136,14 +137,15 @@ pub enum AccessError {
     Kubernetes { cluster: String, message: String },
 
     #[error(
-        "cannot reach the Kubernetes API of cluster {cluster} at {endpoint}: {message}. A \
+        "cannot reach the Kubernetes API of cluster {cluster} at {endpoint}: {source}. A \
          private-only endpoint needs this function in the cluster's VPC; a TLS error means the \
          server's certificate is not the cluster's (certificateAuthority from DescribeCluster)"
     )]
     Unreachable {
         cluster: String,
         endpoint: String,
-        message: String,
+        #[source]
+        source: Unreached,
     },
 
     #[error(
@@ -156,9 +158,35 @@ pub enum AccessError {
         owner: String,
     },
 
-    /// An AWS call failed for another reason (permissions, throttling after retries, an outage).
-    #[error("{call} failed: {message}")]
-    Aws { call: &'static str, message: String },
+    /// An AWS call failed for another reason (permissions, throttling after retries, an outage);
+    /// the text goes on with what AWS said ([`AwsError`]).
+    #[error("{call} failed: {source}")]
+    Aws {
+        call: &'static str,
+        #[source]
+        source: AwsError,
+    },
+
+    #[error(
+        "sts:AssumeRole failed: {source} (KubernetesRoleArn {role} must trust this function's \
+         role)"
+    )]
+    AssumeRole {
+        role: String,
+        #[source]
+        source: AwsError,
+    },
+
+    /// This function's own credentials could not be loaded.
+    #[error("credentials failed: {0}")]
+    Credentials(#[source] aws_credential_types::provider::error::CredentialsError),
+
+    /// An AWS call answered without what it always holds, or could not be made at all.
+    #[error("{call} failed: {problem}")]
+    Answer {
+        call: &'static str,
+        problem: &'static str,
+    },
 
     /// The EKS token could not be signed (the Reason reads "sigv4 failed: could not sign the EKS
     /// token: " and the signer's error chain).
@@ -166,15 +194,30 @@ pub enum AccessError {
     Token(#[source] crate::token::TokenError),
 }
 
+/// Why the Kubernetes API could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreached {
+    #[error("the endpoint is not a URL: {0}")]
+    Url(#[source] http::uri::InvalidUri),
+
+    #[error("DescribeCluster gave no usable certificate authority")]
+    NoAuthority,
+
+    /// Kubernetes' client error, with its causes (what TLS or the connection said).
+    #[error("{}", custom_resource::error_chain(.0))]
+    Kube(#[source] kube::Error),
+}
+
 impl AccessError {
     /// `KubernetesRoleArn` could not be assumed (its trust policy, or STS itself).
     pub fn is_assume_role(&self) -> bool {
         matches!(
             self,
-            AccessError::Aws {
-                call: "sts:AssumeRole",
-                ..
-            }
+            AccessError::AssumeRole { .. }
+                | AccessError::Answer {
+                    call: "sts:AssumeRole",
+                    ..
+                }
         )
     }
 
@@ -188,5 +231,33 @@ impl AccessError {
                 | AccessError::Unreachable { .. }
                 | AccessError::Slow { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custom_resource::aws::assert_keeps_sdk_error;
+
+    #[test]
+    fn failed_aws_calls_keep_the_sdk_error_and_their_reasons_say_what_aws_said() {
+        assert_keeps_sdk_error(
+            ("AccessDeniedException", "not allowed"),
+            |source| AccessError::Aws {
+                call: "eks:CreateAccessEntry",
+                source,
+            },
+            "eks:CreateAccessEntry failed: AccessDeniedException: not allowed",
+        );
+        let assume = assert_keeps_sdk_error(
+            ("AccessDenied", "not trusted"),
+            |source| AccessError::AssumeRole {
+                role: "arn:aws:iam::111122223333:role/admin".to_owned(),
+                source,
+            },
+            "sts:AssumeRole failed: AccessDenied: not trusted (KubernetesRoleArn \
+             arn:aws:iam::111122223333:role/admin must trust this function's role)",
+        );
+        assert!(assume.is_assume_role());
     }
 }

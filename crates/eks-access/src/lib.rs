@@ -36,6 +36,7 @@ use aws_auth::AwsAuth;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use cluster::ClusterInfo;
+use custom_resource::aws::AwsError;
 use custom_resource::{Action, Context, CustomResource, Failure, Outcome, Progress, Request};
 use std::time::SystemTime;
 
@@ -239,17 +240,14 @@ impl EksAccess {
     }
 
     async fn own_credentials(&self) -> Result<Credentials, AccessError> {
-        let provider = self.credentials.as_ref().ok_or_else(|| AccessError::Aws {
+        let provider = self.credentials.as_ref().ok_or(AccessError::Answer {
             call: "credentials",
-            message: "no AWS credentials in the environment".to_owned(),
+            problem: "no AWS credentials in the environment",
         })?;
         provider
             .provide_credentials()
             .await
-            .map_err(|e| AccessError::Aws {
-                call: "credentials",
-                message: e.to_string(),
-            })
+            .map_err(AccessError::Credentials)
     }
 
     async fn assume(&self, role: &RoleArn) -> Result<Credentials, AccessError> {
@@ -260,17 +258,13 @@ impl EksAccess {
             .role_session_name(SESSION_NAME)
             .send()
             .await
-            .map_err(|e| AccessError::Aws {
-                call: "sts:AssumeRole",
-                message: format!(
-                    "{} (KubernetesRoleArn {} must trust this function's role)",
-                    custom_resource::aws::sdk_error_message(&e),
-                    role.given
-                ),
+            .map_err(|e| AccessError::AssumeRole {
+                role: role.given.clone(),
+                source: AwsError::new(e),
             })?;
-        let c = out.credentials.ok_or_else(|| AccessError::Aws {
+        let c = out.credentials.ok_or(AccessError::Answer {
             call: "sts:AssumeRole",
-            message: "the answer has no credentials".to_owned(),
+            problem: "the answer has no credentials",
         })?;
         Ok(Credentials::new(
             c.access_key_id,

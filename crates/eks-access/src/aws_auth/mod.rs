@@ -14,7 +14,7 @@ mod plan;
 
 pub use plan::{OWNERS_ANNOTATION, Owned, Plan, Restore, plan_map, plan_unmap};
 
-use crate::error::AccessError;
+use crate::error::{AccessError, Unreached};
 use custom_resource::{Context, Owner};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
@@ -63,14 +63,14 @@ impl AwsAuth {
         token: SecretString,
         identity: String,
     ) -> Result<Self, AccessError> {
-        let unreachable = |message: String| AccessError::Unreachable {
+        let unreachable = |source: Unreached| AccessError::Unreachable {
             cluster: cluster.to_owned(),
             endpoint: endpoint.to_owned(),
-            message,
+            source,
         };
         let url: http::Uri = endpoint
             .parse()
-            .map_err(|e| unreachable(format!("the endpoint is not a URL: {e}")))?;
+            .map_err(|e| unreachable(Unreached::Url(e)))?;
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
         let roots: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(ca_pem)
@@ -78,9 +78,7 @@ impl AwsAuth {
             .map(|der| der.to_vec())
             .collect();
         if roots.is_empty() {
-            return Err(unreachable(
-                "DescribeCluster gave no usable certificate authority".to_owned(),
-            ));
+            return Err(unreachable(Unreached::NoAuthority));
         }
         let mut config = kube::Config::new(url);
         config.root_cert = Some(roots);
@@ -89,7 +87,7 @@ impl AwsAuth {
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(30));
         config.write_timeout = Some(Duration::from_secs(30));
-        let client = kube::Client::try_from(config).map_err(|e| unreachable(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(|e| unreachable(Unreached::Kube(e)))?;
         Ok(Self {
             api: Api::namespaced(client, NAMESPACE),
             cluster: cluster.to_owned(),
@@ -306,7 +304,7 @@ impl AwsAuth {
             other => AccessError::Unreachable {
                 cluster: self.cluster.clone(),
                 endpoint: self.endpoint.clone(),
-                message: custom_resource::error_chain(&other),
+                source: Unreached::Kube(other),
             },
         }
     }
