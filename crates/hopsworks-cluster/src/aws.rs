@@ -1,22 +1,82 @@
 //! The two AWS services the resource calls: Secrets Manager for the key, ECR for the clean-up.
 
-use custom_resource::aws::sdk_error_message;
+use custom_resource::aws::AwsError;
 use hopsworks_ai::ApiKey;
 
 /// Why the API key could not be read: for good (the secret is missing or holds no key: a Create
-/// could not have made anything with it), or for now (throttling, a 5xx, a timeout: retry).
-#[derive(Debug, Clone, PartialEq)]
+/// could not have made anything with it), or for now (throttling, a 5xx, a timeout: retry); see
+/// [`KeyError::is_transient`]. The text is the whole Reason.
+#[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    Permanent(String),
-    Transient(String),
+    #[error(
+        "cannot read the Hopsworks.ai API key from secret {secret_arn}: it does not exist (check \
+         ApiKeySecretArn and the stack's region)"
+    )]
+    Missing {
+        secret_arn: String,
+        #[source]
+        source: AwsError,
+    },
+
+    /// Refused for good (access denied, a key that cannot decrypt it, ...).
+    #[error("cannot read the Hopsworks.ai API key from secret {secret_arn}: {source}")]
+    Refused {
+        secret_arn: String,
+        #[source]
+        source: AwsError,
+    },
+
+    /// Throttled, a 5xx, or no answer from the service (timeout, connection, dispatch).
+    #[error("cannot read the Hopsworks.ai API key from secret {secret_arn}: {source}")]
+    Unavailable {
+        secret_arn: String,
+        #[source]
+        source: AwsError,
+    },
+
+    #[error(
+        "Secrets Manager did not answer in time when reading the Hopsworks.ai API key from \
+         {secret_arn}; retry the stack operation"
+    )]
+    Late { secret_arn: String },
+
+    #[error("secret {secret_arn} holds binary data; store the API key as a string")]
+    Binary { secret_arn: String },
+
+    #[error("secret {secret_arn} does not hold a Hopsworks.ai API key: {source}")]
+    NotAKey {
+        secret_arn: String,
+        #[source]
+        source: hopsworks_ai::KeyError,
+    },
+
+    /// The Hopsworks.ai client could not be made with the key.
+    #[error("{}", custom_resource::error_chain(.0))]
+    Client(#[source] hopsworks_ai::Error),
 }
 
 impl KeyError {
-    pub fn message(&self) -> &str {
-        match self {
-            KeyError::Permanent(m) | KeyError::Transient(m) => m,
-        }
+    /// A later try may read the key: the Delete of a failed Create waits for it.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, KeyError::Unavailable { .. } | KeyError::Late { .. })
     }
+}
+
+/// Why the ECR repositories of a cluster could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum EcrError {
+    #[error("refusing to clean ECR for cluster id {0:?}: not a Hopsworks cluster id")]
+    NotAClusterId(String),
+
+    #[error("ecr:DescribeRepositories failed: {0}")]
+    Describe(#[source] AwsError),
+
+    #[error("ecr:DeleteRepository {name} failed: {source}")]
+    Delete {
+        name: String,
+        #[source]
+        source: AwsError,
+    },
 }
 
 /// Secrets Manager's errors that a later try may not meet.
@@ -38,36 +98,36 @@ pub async fn api_key(
         .send()
         .await
         .map_err(|e| {
-            let transient = match e.as_service_error() {
-                Some(s) => s
-                    .meta()
-                    .code()
-                    .is_some_and(|c| TRANSIENT_CODES.contains(&c)),
-                None => true, // no answer from the service: timeout, connection, dispatch
-            };
-            let why = match e.as_service_error() {
-                Some(s) if s.is_resource_not_found_exception() => {
-                    "it does not exist (check ApiKeySecretArn and the stack's region)".to_owned()
+            let secret_arn = secret_arn.to_owned();
+            match e.as_service_error() {
+                Some(s) if s.is_resource_not_found_exception() => KeyError::Missing {
+                    secret_arn,
+                    source: AwsError::new(e),
+                },
+                Some(s)
+                    if !s
+                        .meta()
+                        .code()
+                        .is_some_and(|c| TRANSIENT_CODES.contains(&c)) =>
+                {
+                    KeyError::Refused {
+                        secret_arn,
+                        source: AwsError::new(e),
+                    }
                 }
-                _ => sdk_error_message(&e),
-            };
-            let message =
-                format!("cannot read the Hopsworks.ai API key from secret {secret_arn}: {why}");
-            if transient {
-                KeyError::Transient(message)
-            } else {
-                KeyError::Permanent(message)
+                // Throttled, or no answer from the service: timeout, connection, dispatch.
+                _ => KeyError::Unavailable {
+                    secret_arn,
+                    source: AwsError::new(e),
+                },
             }
         })?;
-    let value = out.secret_string().ok_or_else(|| {
-        KeyError::Permanent(format!(
-            "secret {secret_arn} holds binary data; store the API key as a string"
-        ))
+    let value = out.secret_string().ok_or_else(|| KeyError::Binary {
+        secret_arn: secret_arn.to_owned(),
     })?;
-    ApiKey::from_secret(value).map_err(|e| {
-        KeyError::Permanent(format!(
-            "secret {secret_arn} does not hold a Hopsworks.ai API key: {e}"
-        ))
+    ApiKey::from_secret(value).map_err(|source| KeyError::NotAKey {
+        secret_arn: secret_arn.to_owned(),
+        source,
     })
 }
 
@@ -77,12 +137,10 @@ pub async fn delete_cluster_repositories(
     ecr: &aws_sdk_ecr::Client,
     registry: &str,
     cluster_id: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, EcrError> {
     // An empty or odd id would widen the prefix: refuse rather than risk other repositories.
     if !crate::ownership::is_cluster_id(cluster_id) {
-        return Err(format!(
-            "refusing to clean ECR for cluster id {cluster_id:?}: not a Hopsworks cluster id"
-        ));
+        return Err(EcrError::NotAClusterId(cluster_id.to_owned()));
     }
     let prefix = format!("{cluster_id}/");
     let mut names = Vec::new();
@@ -92,8 +150,7 @@ pub async fn delete_cluster_repositories(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page
-            .map_err(|e| format!("ecr:DescribeRepositories failed: {}", sdk_error_message(&e)))?;
+        let page = page.map_err(|e| EcrError::Describe(AwsError::new(e)))?;
         names.extend(
             page.repositories()
                 .iter()
@@ -116,12 +173,52 @@ pub async fn delete_cluster_repositories(
                 if e.as_service_error()
                     .is_some_and(|s| s.is_repository_not_found_exception()) => {}
             Err(e) => {
-                return Err(format!(
-                    "ecr:DeleteRepository {name} failed: {}",
-                    sdk_error_message(&e)
-                ));
+                return Err(EcrError::Delete {
+                    name: name.clone(),
+                    source: AwsError::new(e),
+                });
             }
         }
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custom_resource::aws::assert_keeps_sdk_error;
+
+    const SECRET: &str = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:hopsworks";
+
+    fn unreadable(code: &str, wrap: fn(String, AwsError) -> KeyError) -> KeyError {
+        assert_keeps_sdk_error(
+            (code, "said AWS"),
+            |source| wrap(SECRET.to_owned(), source),
+            &format!("cannot read the Hopsworks.ai API key from secret {SECRET}: {code}: said AWS"),
+        )
+    }
+
+    #[test]
+    fn an_unreadable_key_keeps_the_sdk_error_and_only_an_unavailable_service_is_transient() {
+        let throttled = unreadable("ThrottlingException", |secret_arn, source| {
+            KeyError::Unavailable { secret_arn, source }
+        });
+        assert!(throttled.is_transient());
+        let refused = unreadable("AccessDeniedException", |secret_arn, source| {
+            KeyError::Refused { secret_arn, source }
+        });
+        assert!(!refused.is_transient());
+    }
+
+    #[test]
+    fn a_failed_ecr_clean_up_keeps_the_sdk_error() {
+        assert_keeps_sdk_error(
+            ("RepositoryPolicyNotFoundException", "no"),
+            |source| EcrError::Delete {
+                name: "c-1/hopsworks".to_owned(),
+                source,
+            },
+            "ecr:DeleteRepository c-1/hopsworks failed: RepositoryPolicyNotFoundException: no",
+        );
+    }
 }

@@ -87,13 +87,13 @@ impl HopsworksCluster {
         let client = match self.client_or_why(&settings.secret_arn, ctx).await {
             Ok(client) => client,
             // A secret that is missing or holds no key: the failed Create could not have used it.
-            Err(aws::KeyError::Permanent(why)) if known.is_none() => {
+            Err(why) if !why.is_transient() && known.is_none() => {
                 tracing::warn!(reason = %why, "the failed Create could not read this key either: it made nothing");
                 return Ok(Progress::Done(()));
             }
             // Throttled or slow: the Create may have made a cluster, so try again later rather
             // than give up on it (or answer a success that leaves it running).
-            Err(aws::KeyError::Transient(why)) if SystemTime::now() < deadline => {
+            Err(why) if why.is_transient() && SystemTime::now() < deadline => {
                 tracing::warn!(reason = %why, "the API key cannot be read now: trying again in a new invocation");
                 tokio::time::sleep(
                     Duration::from_secs(settings.poll_seconds).min(ctx.remaining() / 2),
@@ -101,7 +101,7 @@ impl HopsworksCluster {
                 .await;
                 return Ok(Progress::Continue(state(Waiting::Start)));
             }
-            Err(e) => return Err(Failure::new(e.message())),
+            Err(e) => return Err(Failure::new(e.to_string())),
         };
         let begun = match read_state(ctx)? {
             Some(Waiting::Gone { clusters }) => {
@@ -160,7 +160,7 @@ impl HopsworksCluster {
         let client = match self.client_or_why(&settings.secret_arn, ctx).await {
             Ok(client) => client,
             Err(e) => {
-                tracing::info!(cluster_id = id, reason = %e.message(), "the API key cannot be read: the cluster is retained as it is");
+                tracing::info!(cluster_id = id, reason = %e, "the API key cannot be read: the cluster is retained as it is");
                 return false;
             }
         };
@@ -333,7 +333,7 @@ impl HopsworksCluster {
         )
         .await
         .map_err(|_| Stop::OutOfTime)?
-        .map_err(Failure::new)?;
+        .map_err(Failure::from)?;
         tracing::info!(cluster_id = %d.id, repositories = cleaned.len(), "terminated and cleaned up");
         Ok(())
     }

@@ -142,7 +142,7 @@ impl HopsworksCluster {
     async fn client(&self, secret_arn: &str, ctx: &Context) -> Result<Client, Failure> {
         self.client_or_why(secret_arn, ctx)
             .await
-            .map_err(|e| Failure::new(e.message()))
+            .map_err(|e| Failure::new(e.to_string()))
     }
 
     /// The client, or why the key could not be read (a Delete tells a missing key from a slow
@@ -157,15 +157,12 @@ impl HopsworksCluster {
         ));
         let key = tokio::time::timeout(call_budget(ctx), aws::api_key(&self.secrets, secret_arn))
             .await
-            .map_err(|_| {
-                aws::KeyError::Transient(format!(
-                    "Secrets Manager did not answer in time when reading the Hopsworks.ai API key \
-                     from {secret_arn}; retry the stack operation"
-                ))
+            .map_err(|_| aws::KeyError::Late {
+                secret_arn: secret_arn.to_owned(),
             })??;
         Client::new(&self.api_url, key, self.retry.clone())
             .map(|c| c.with_key_source(format!("secret {secret_arn}")))
-            .map_err(|e| aws::KeyError::Permanent(Failure::from(e).reason))
+            .map_err(aws::KeyError::Client)
     }
 
     async fn create(&self, request: &Request, ctx: &Context) -> Result<Progress<Outcome>, Failure> {
