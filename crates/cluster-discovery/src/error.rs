@@ -78,27 +78,16 @@ pub enum DiscoveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ec2::error::{ErrorMetadata, SdkError};
-    use custom_resource::Failure;
 
     #[test]
     fn a_failed_call_keeps_the_sdk_error_and_its_reason_says_what_aws_said() {
-        let sdk: SdkError<ErrorMetadata, ()> = SdkError::service_error(
-            ErrorMetadata::builder()
-                .code("UnauthorizedOperation")
-                .message("not allowed to call ec2:DescribeVpcs")
-                .build(),
-            (),
-        );
-        let err = DiscoveryError::Aws {
-            call: "ec2:DescribeVpcs",
-            source: AwsError::new(sdk),
-        };
-        let kept = std::error::Error::source(&err).and_then(std::error::Error::source);
-        assert!(kept.is_some_and(|e| e.is::<SdkError<ErrorMetadata, ()>>()));
-        assert_eq!(
-            Failure::from(err).to_string(),
-            "ec2:DescribeVpcs failed: UnauthorizedOperation: not allowed to call ec2:DescribeVpcs"
+        custom_resource::aws::assert_keeps_sdk_error(
+            ("UnauthorizedOperation", "not allowed to call ec2:DescribeVpcs"),
+            |source| DiscoveryError::Aws {
+                call: "ec2:DescribeVpcs",
+                source,
+            },
+            "ec2:DescribeVpcs failed: UnauthorizedOperation: not allowed to call ec2:DescribeVpcs",
         );
     }
 }
