@@ -82,7 +82,10 @@ mod tests {
     #[test]
     fn a_failed_call_keeps_the_sdk_error_and_its_reason_says_what_aws_said() {
         custom_resource::aws::assert_keeps_sdk_error(
-            ("UnauthorizedOperation", "not allowed to call ec2:DescribeVpcs"),
+            (
+                "UnauthorizedOperation",
+                "not allowed to call ec2:DescribeVpcs",
+            ),
             |source| DiscoveryError::Aws {
                 call: "ec2:DescribeVpcs",
                 source,
