@@ -374,7 +374,17 @@ impl<'a> Player<'a> {
         properties: Value,
         stagger: Duration,
     ) -> Vec<(String, String, String)> {
-        let mut event = self.event("Create", logical_id, properties, None, None);
+        let event = self.event("Create", logical_id, properties, None, None);
+        self.deliver_twice(other, event, stagger).await
+    }
+
+    /// Any request (an [`Player::event`]) delivered twice at once, as [`Player::create_twice`].
+    pub async fn deliver_twice(
+        &self,
+        other: &LambdaFunction,
+        mut event: Map<String, Value>,
+        stagger: Duration,
+    ) -> Vec<(String, String, String)> {
         let request_id = crate::random_uuid();
         let (url, _) = self.receiver.url_for_stack(&request_id, &self.stack_id);
         event.insert("RequestId".into(), json!(request_id));
@@ -415,7 +425,9 @@ impl<'a> Player<'a> {
             .count()
     }
 
-    fn event(
+    /// A request of `request_type` as CloudFormation sends it, without its RequestId and
+    /// ResponseURL (the player adds them when it sends it).
+    pub fn event(
         &self,
         request_type: &str,
         logical_id: &str,

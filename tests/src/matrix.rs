@@ -1,5 +1,6 @@
-//! The fault matrix: for each resource, each step (before, during, after its side effect) and
-//! each fault, what CloudFormation was told and what the rollback or delete left behind.
+//! The fault matrix: for each resource and operation (a Create; for HopsworksCluster an Update
+//! and a Delete too), each step (before, during, after its side effect) and each fault, what
+//! CloudFormation was told and what the rollback or delete left behind.
 //!
 //! The tests in `tests/fault_matrix.rs` play every cell against the compiled functions and write
 //! the table; the README holds it between `<!-- fault-matrix:<resource> -->` markers and a test
@@ -7,7 +8,7 @@
 
 use std::fmt;
 
-/// Where in a Create the fault strikes.
+/// Where in the operation under test the fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// On a call before anything is changed (a read).
@@ -43,7 +44,7 @@ pub enum FaultKind {
     LostAnswer,
     /// The hand-over to the next invocation (`lambda:Invoke`) fails.
     HandOver,
-    /// The same Create is delivered twice at once, to two execution environments.
+    /// The same request is delivered twice at once, to two execution environments.
     Duplicate,
 }
 
@@ -79,10 +80,12 @@ pub struct Cell {
 pub enum Outcome {
     /// The fault cannot happen at this step of this resource (no such call).
     NotApplicable,
-    /// What CloudFormation was answered (`SUCCESS`/`FAILED`), and what the Delete that followed
-    /// (the stack's, or the rollback's) left: `None` when the account was as before.
+    /// What CloudFormation was answered (`SUCCESS`/`FAILED`), what followed (`then`: "deleted"
+    /// for the stack's Delete, "rolled back" for the rollback's, …), and what that left: `None`
+    /// when the account was as before.
     Played {
         answer: String,
+        then: &'static str,
         left: Option<String>,
     },
 }
@@ -91,17 +94,10 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::NotApplicable => f.write_str("n/a"),
-            Outcome::Played { answer, left } => {
-                let then = if answer.starts_with("SUCCESS") {
-                    "deleted"
-                } else {
-                    "rolled back"
-                };
-                match left {
-                    None => write!(f, "{answer}, {then}: nothing left"),
-                    Some(what) => write!(f, "{answer}, {then}: **LEFT** {what}"),
-                }
-            }
+            Outcome::Played { answer, then, left } => match left {
+                None => write!(f, "{answer}, {then}: nothing left"),
+                Some(what) => write!(f, "{answer}, {then}: **LEFT** {what}"),
+            },
         }
     }
 }
@@ -169,6 +165,7 @@ mod tests {
                 fault: FaultKind::Timeout,
                 outcome: Outcome::Played {
                     answer: "FAILED".into(),
+                    then: "rolled back",
                     left: None,
                 },
             },
@@ -177,6 +174,7 @@ mod tests {
                 fault: FaultKind::Crash,
                 outcome: Outcome::Played {
                     answer: "SUCCESS".into(),
+                    then: "deleted",
                     left: Some("rule 80".into()),
                 },
             },

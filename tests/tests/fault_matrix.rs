@@ -1,7 +1,8 @@
 //! The fault matrix (`system_tests::matrix`): every resource's Create, faulted before, during and
 //! after its side effect, then CloudFormation's Delete (the rollback's, with the id the FAILED
-//! answer carried, or the stack's after a SUCCESS). Every cell must leave the account as it was;
-//! the table each test measures must be the README's.
+//! answer carried, or the stack's after a SUCCESS); and HopsworksCluster's Update and Delete,
+//! faulted the same way on a cluster created cleanly first. Every cell must leave the account as
+//! it was; the table each test measures must be the README's.
 
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -25,6 +26,32 @@ const HUNG: Duration = Duration::from_secs(90);
 /// How long the first delivery is held at its step while the second runs.
 const HELD: Duration = Duration::from_secs(3);
 
+/// The request the cells fault, and what CloudFormation sends after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// A Create; then the rollback's Delete (FAILED) or the stack's (SUCCESS).
+    Create,
+    /// An Update of a resource created cleanly; then CloudFormation's rollback Update (FAILED:
+    /// old and new swapped) or a further Update back (SUCCESS), then the stack's Delete.
+    Update,
+    /// A Delete of a resource created cleanly; a FAILED one is retried (a second Delete).
+    Delete,
+}
+
+impl Operation {
+    /// What follows an answer, for the table.
+    fn then(self, success: bool) -> &'static str {
+        match (self, success) {
+            (Operation::Create, true) => "deleted",
+            (Operation::Create, false) => "rolled back",
+            (Operation::Update, true) => "updated back, deleted",
+            (Operation::Update, false) => "rolled back, deleted",
+            (Operation::Delete, true) => "one backup",
+            (Operation::Delete, false) => "deleted again, one backup",
+        }
+    }
+}
+
 /// A resource under the matrix: its bench, and how to strike each step.
 trait Subject {
     const NAME: &'static str;
@@ -34,11 +61,32 @@ trait Subject {
     const STEPS: [(Step, &'static str); 3];
     /// What the function's role grants: every call in every cell must be among them.
     const IAM_ACTIONS: &'static [&'static str];
+    /// The request the cells fault.
+    const OPERATION: Operation = Operation::Create;
 
     fn env(&self) -> &Env;
     fn props(&self) -> Value;
+    /// What the faulted Update asks for (its old properties are [`Subject::props`]).
+    fn updated(&self) -> Value {
+        self.props()
+    }
     /// What a Create may change and a Delete must give back.
     async fn state(&self) -> Value;
+    /// Whether `fault` can strike at `step`, asked before the set-up (for an Update or a Delete,
+    /// whose set-up makes a resource; a Create's subject may say so from `arm` instead).
+    fn applies(&self, _step: Step, _fault: FaultKind) -> bool {
+        true
+    }
+    /// Before the faulted request: for an Update or a Delete, the resource made cleanly (its
+    /// physical id).
+    async fn set_up(&self, _cfn: &Player<'_>) -> Option<String> {
+        None
+    }
+    /// What is wrong with the resource `id` as `props` ask for it that the account's state does
+    /// not show (a worker added twice, a backup missing or taken twice), if anything.
+    async fn wrong(&self, _id: &str, _props: &Value) -> Option<String> {
+        None
+    }
     /// Arm `fault` at `step` (`cfn` is CloudFormation, whose ResponseURL can be faulted too);
     /// false when it cannot happen there (no such call).
     async fn arm(&self, step: Step, fault: FaultKind, cfn: &Player<'_>) -> bool;
@@ -53,39 +101,82 @@ trait Subject {
     }
 }
 
-/// One cell: arm, Create (twice at once for a duplicate), then CloudFormation's Delete of every
-/// id it was answered, and compare the account with how it was.
+/// One cell: set up, arm, the faulted request (twice at once for a duplicate), then what
+/// CloudFormation sends next until the resource is deleted, and compare the account with how it
+/// was.
 async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
+    if !s.applies(step, fault) {
+        return Outcome::NotApplicable;
+    }
     let before = s.state().await;
     let env = s.env();
     let mut cfn = Player::new(&env.function, S::TYPE).await;
     cfn.answer_timeout = Duration::from_secs(60);
+    let made = s.set_up(&cfn).await;
     if !s.arm(step, fault, &cfn).await {
+        assert!(
+            made.is_none(),
+            "{step:?} × {fault:?}: applies, but arms nothing"
+        );
         return Outcome::NotApplicable;
     }
     let props = s.props();
-    let answers: Vec<(String, String)> = if fault == FaultKind::Duplicate {
-        cfn.create_twice(&env.twin, S::LOGICAL, props.clone(), HELD / 3)
-            .await
-            .into_iter()
-            .map(|(status, id, _)| (status, id))
-            .collect()
-    } else {
-        let a = cfn.create(S::LOGICAL, props.clone()).await;
-        vec![(a.status, a.physical_id)]
+    let asked = match S::OPERATION {
+        Operation::Update => s.updated(),
+        Operation::Create | Operation::Delete => props.clone(),
     };
+    let answers = request(
+        s,
+        &cfn,
+        made.as_deref(),
+        &asked,
+        fault == FaultKind::Duplicate,
+    )
+    .await;
     assert!(s.struck(&cfn).await, "{step:?} × {fault:?} never struck");
     system_tests::faults::assert_calls_within(&env.proxy, S::IAM_ACTIONS);
     s.disarm().await;
     let statuses: BTreeSet<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
     let ids: BTreeSet<&str> = answers.iter().map(|(_, id)| id.as_str()).collect();
-    for id in &ids {
-        let deleted = cfn.delete(S::LOGICAL, id, props.clone()).await;
-        assert!(
-            deleted.is_success(),
-            "{step:?} × {fault:?}: the Delete of {id} failed: {}",
-            deleted.reason
-        );
+    // CloudFormation keeps the first answer.
+    let success = answers
+        .first()
+        .is_some_and(|(status, _)| status == "SUCCESS");
+    let mut wrong = Vec::new();
+    let cell = format!("{step:?} × {fault:?}");
+    match (S::OPERATION, made.as_deref()) {
+        (Operation::Create, _) | (_, None) => {
+            for id in &ids {
+                delete(&cfn, S::LOGICAL, id, &props, &cell).await;
+            }
+        }
+        (Operation::Update, Some(id)) => {
+            if ids != BTreeSet::from([id]) {
+                wrong.push(format!("answered {ids:?} for {id}"));
+            }
+            if success {
+                wrong.extend(s.wrong(id, &asked).await);
+            }
+            // The rollback Update (old and new swapped) after a FAILED, else one back to the
+            // properties before: either way the resource must end as `props` ask.
+            let back = cfn
+                .update(S::LOGICAL, id, props.clone(), asked.clone())
+                .await;
+            assert!(
+                back.is_success(),
+                "{cell}: the Update back to the old properties failed: {}",
+                back.reason
+            );
+            wrong.extend(s.wrong(id, &props).await);
+            delete(&cfn, S::LOGICAL, id, &props, &cell).await;
+        }
+        (Operation::Delete, Some(id)) => {
+            // CloudFormation's user retries a failed Delete, as the README says to.
+            if !success {
+                delete(&cfn, S::LOGICAL, id, &props, &cell).await;
+            }
+            wrong.extend(s.wrong(id, &props).await);
+        }
     }
     system_tests::faults::assert_calls_within(&env.proxy, S::IAM_ACTIONS);
     let mut answer = statuses.into_iter().collect::<Vec<_>>().join("/");
@@ -97,10 +188,55 @@ async fn play<S: Subject>(s: &S, step: Step, fault: FaultKind) -> Outcome {
         });
     }
     let after = s.state().await;
+    if after != before {
+        wrong.insert(0, format!("{after} (was {before})"));
+    }
     Outcome::Played {
         answer,
-        left: (after != before).then(|| format!("{after} (was {before})")),
+        then: S::OPERATION.then(success),
+        left: (!wrong.is_empty()).then(|| wrong.join("; ")),
     }
+}
+
+/// The faulted request of `s` (on `made`, the resource set up for an Update or a Delete), once or
+/// twice at once: `(status, physical id)` of each answer, in the order they arrived.
+async fn request<S: Subject>(
+    s: &S,
+    cfn: &Player<'_>,
+    made: Option<&str>,
+    props: &Value,
+    twice: bool,
+) -> Vec<(String, String)> {
+    let (kind, old) = match S::OPERATION {
+        Operation::Create => ("Create", None),
+        Operation::Update => ("Update", Some(s.props())),
+        Operation::Delete => ("Delete", None),
+    };
+    if twice {
+        let event = cfn.event(kind, S::LOGICAL, props.clone(), old, made);
+        return cfn
+            .deliver_twice(&s.env().twin, event, HELD / 3)
+            .await
+            .into_iter()
+            .map(|(status, id, _)| (status, id))
+            .collect();
+    }
+    let a = match (S::OPERATION, made) {
+        (Operation::Update, Some(id)) => cfn.update(S::LOGICAL, id, props.clone(), s.props()).await,
+        (Operation::Delete, Some(id)) => cfn.delete(S::LOGICAL, id, props.clone()).await,
+        _ => cfn.create(S::LOGICAL, props.clone()).await,
+    };
+    vec![(a.status, a.physical_id)]
+}
+
+/// CloudFormation's Delete of `id`, which must succeed.
+async fn delete(cfn: &Player<'_>, logical: &str, id: &str, props: &Value, cell: &str) {
+    let deleted = cfn.delete(logical, id, props.clone()).await;
+    assert!(
+        deleted.is_success(),
+        "{cell}: the Delete of {id} failed: {}",
+        deleted.reason
+    );
 }
 
 /// Every cell of `s`; each must leave nothing, and the table must be the README's.
@@ -534,6 +670,346 @@ print(json.dumps(sorted(r["repositoryName"] for p in ecr.get_paginator("describe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hopsworks_cluster_leaves_nothing_behind_whatever_fails_when() {
     run(&Hopsworks::start().await).await;
+}
+
+// ---- HopsworksCluster's Update and Delete ----------------------------------------------------
+
+/// The double's fault for `fault` on `method` requests whose path contains `path`: applied first
+/// (`after`) or not, once `skip` of them went through.
+fn hopsworks_spec(fault: FaultKind, method: &str, path: &str, after: bool, skip: usize) -> Value {
+    let mut spec = match fault {
+        FaultKind::Timeout => json!({"kind": "delay", "seconds": HUNG.as_secs_f64()}),
+        FaultKind::LostAnswer => json!({"kind": "drop"}),
+        _ => json!({"kind": "delay", "seconds": HELD.as_secs_f64()}),
+    };
+    spec["method"] = json!(method);
+    spec["path_contains"] = json!(path);
+    spec["after"] = json!(after);
+    spec["skip"] = json!(skip);
+    spec
+}
+
+impl Hopsworks {
+    /// The bench of an Update or a Delete: one poll a state, as quick as the waits can be (a
+    /// cell that needs them longer, to hand over, says so).
+    async fn start_day2() -> Self {
+        let hopsworks = Self::start().await;
+        hopsworks.one_poll_a_state().await;
+        hopsworks
+    }
+
+    async fn one_poll_a_state(&self) {
+        self.0
+            .control
+            .hopsworks_behaviour(json!({"polls_per_state": 1}))
+            .await;
+    }
+
+    /// The set-up of an Update or a Delete cell: the cluster, created cleanly.
+    async fn made_cleanly(&self, cfn: &Player<'_>, props: Value) -> Option<String> {
+        let made = cfn.create(<Self as Subject>::LOGICAL, props).await;
+        assert!(
+            made.is_success(),
+            "the set-up Create failed: {}",
+            made.reason
+        );
+        Some(made.physical_id)
+    }
+
+    /// The waits after the change last longer than an invocation, and every hand-over fails.
+    async fn fail_the_hand_over(&self) {
+        self.0
+            .control
+            .hopsworks_behaviour(json!({"polls_per_state": 6}))
+            .await;
+        self.0.arm(Armed::Proxy(20));
+        self.0
+            .proxy
+            .inject("/2015-03-31/functions/", Fault::ServerError, 20);
+    }
+
+    /// Arm the proxy's `fault` on reading the API key.
+    fn fault_the_key(&self, fault: FaultKind) {
+        if let Some(fault) = proxy_fault(fault) {
+            self.0.arm_proxy("secretsmanager.GetSecretValue", 0, fault);
+        }
+    }
+
+    async fn disarm_day2(&self) {
+        Subject::disarm(self).await;
+        self.one_poll_a_state().await;
+    }
+}
+
+/// HopsworksCluster's Update in place: WorkerCount 1 -> 2 (POST .../workers), OnDelete
+/// terminate.
+struct HopsworksUpdate(Hopsworks);
+
+impl HopsworksUpdate {
+    async fn start() -> Self {
+        Self(Hopsworks::start_day2().await)
+    }
+
+    /// Crash the function `after` the cluster shows the change under way (the POST applied).
+    fn crash_once_updating(&self, after: Duration) {
+        self.0.0.crash_when(after, |control| async move {
+            control
+                .hopsworks_clusters()
+                .await
+                .into_iter()
+                .any(|c| c["state"] == "updating")
+        });
+    }
+}
+
+impl Subject for HopsworksUpdate {
+    const NAME: &'static str = "HopsworksCluster update";
+    const TYPE: &'static str = Hopsworks::TYPE;
+    const LOGICAL: &'static str = Hopsworks::LOGICAL;
+    const STEPS: [(Step, &'static str); 3] = [
+        (Step::Before, "reading the API key"),
+        (Step::During, "POST /api/clusters/{id}/workers"),
+        (Step::After, "waiting for running, across invocations"),
+    ];
+    const IAM_ACTIONS: &'static [&'static str] = hopsworks_cluster::IAM_ACTIONS;
+    const OPERATION: Operation = Operation::Update;
+
+    fn env(&self) -> &Env {
+        &self.0.0
+    }
+
+    fn props(&self) -> Value {
+        let mut props = self.0.props();
+        props["OnDelete"] = json!("terminate");
+        props
+    }
+
+    fn updated(&self) -> Value {
+        let mut props = self.props();
+        props["WorkerCount"] = json!("2");
+        props
+    }
+
+    async fn state(&self) -> Value {
+        self.0.state().await
+    }
+
+    fn applies(&self, step: Step, fault: FaultKind) -> bool {
+        fault != FaultKind::HandOver || step == Step::After
+    }
+
+    async fn set_up(&self, cfn: &Player<'_>) -> Option<String> {
+        self.0.made_cleanly(cfn, self.props()).await
+    }
+
+    /// One live cluster, `id`, with exactly the workers `props` ask for (never a POST applied
+    /// twice).
+    async fn wrong(&self, id: &str, props: &Value) -> Option<String> {
+        let asked: u64 = props["WorkerCount"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let live: Vec<Value> = self
+            .0
+            .0
+            .control
+            .hopsworks_clusters()
+            .await
+            .into_iter()
+            .filter(|c| c["state"] != "terminated")
+            .collect();
+        let ids: Vec<&str> = live.iter().filter_map(|c| c["id"].as_str()).collect();
+        if ids != [id] {
+            return Some(format!("live clusters {ids:?}, not {id} alone"));
+        }
+        let workers: u64 = live[0]["clusterConfiguration"]["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["count"].as_u64())
+            .sum();
+        (workers != asked || live[0]["state"] != "running").then(|| {
+            format!(
+                "cluster {id} is {} with {workers} workers (asked {asked})",
+                live[0]["state"]
+            )
+        })
+    }
+
+    async fn arm(&self, step: Step, fault: FaultKind, _: &Player<'_>) -> bool {
+        self.disarm().await;
+        match (step, fault) {
+            (Step::Before | Step::During, FaultKind::HandOver) => return false,
+            (Step::Before, fault) => self.0.fault_the_key(fault),
+            // The POST that adds the worker: applied, then its answer is late or lost.
+            (Step::During, FaultKind::Crash) => {
+                self.0
+                    .0
+                    .control
+                    .hopsworks_fault(
+                        json!({"kind": "delay", "seconds": 5, "after": true, "method": "POST", "path_contains": "/workers"}),
+                    )
+                    .await;
+                self.crash_once_updating(Duration::from_millis(500));
+            }
+            (Step::During, fault) => {
+                self.0
+                    .double_fault(hopsworks_spec(fault, "POST", "/workers", true, 0))
+                    .await;
+            }
+            // Waiting: a poll after the POST (the first GET is the Update's reading), the
+            // hand-over, or a crash between polls.
+            (Step::After, FaultKind::HandOver) => self.0.fail_the_hand_over().await,
+            // Between the POST's answer and the first poll, a second later.
+            (Step::After, FaultKind::Crash) => {
+                self.crash_once_updating(Duration::from_millis(600));
+            }
+            (Step::After, fault) => {
+                self.0
+                    .double_fault(hopsworks_spec(fault, "GET", "/api/clusters/", false, 1))
+                    .await;
+            }
+        }
+        true
+    }
+
+    async fn struck(&self, cfn: &Player<'_>) -> bool {
+        self.0.struck(cfn).await
+    }
+
+    async fn disarm(&self) {
+        self.0.disarm_day2().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hopsworks_cluster_update_adds_once_and_leaves_nothing_behind_whatever_fails_when() {
+    run(&HopsworksUpdate::start().await).await;
+}
+
+/// HopsworksCluster's Delete with the default OnDelete: a backup (POST /api/backups), waited
+/// for, then the cluster terminated and its ECR repositories deleted.
+struct HopsworksDelete(Hopsworks);
+
+impl HopsworksDelete {
+    async fn start() -> Self {
+        Self(Hopsworks::start_day2().await)
+    }
+
+    /// Crash the function `after` the double holds one more backup than it does now (the POST
+    /// was applied).
+    async fn crash_once_backed_up(&self, after: Duration) {
+        let before = self.0.0.control.hopsworks_backups().await.len();
+        self.0.0.crash_when(after, move |control| async move {
+            control.hopsworks_backups().await.len() > before
+        });
+    }
+}
+
+impl Subject for HopsworksDelete {
+    const NAME: &'static str = "HopsworksCluster delete with backup";
+    const TYPE: &'static str = Hopsworks::TYPE;
+    const LOGICAL: &'static str = Hopsworks::LOGICAL;
+    const STEPS: [(Step, &'static str); 3] = [
+        (Step::Before, "reading the API key"),
+        (Step::During, "POST /api/backups"),
+        (Step::After, "waiting for the backup, across invocations"),
+    ];
+    const IAM_ACTIONS: &'static [&'static str] = hopsworks_cluster::IAM_ACTIONS;
+    const OPERATION: Operation = Operation::Delete;
+
+    fn env(&self) -> &Env {
+        &self.0.0
+    }
+
+    fn props(&self) -> Value {
+        self.0.props()
+    }
+
+    async fn state(&self) -> Value {
+        self.0.state().await
+    }
+
+    fn applies(&self, step: Step, fault: FaultKind) -> bool {
+        fault != FaultKind::HandOver || step == Step::After
+    }
+
+    async fn set_up(&self, cfn: &Player<'_>) -> Option<String> {
+        self.0.made_cleanly(cfn, self.props()).await
+    }
+
+    /// Exactly one backup of cluster `id`, succeeded: two are one left behind, none is the
+    /// cluster's data lost.
+    async fn wrong(&self, id: &str, _: &Value) -> Option<String> {
+        let backups: Vec<String> = self
+            .0
+            .0
+            .control
+            .hopsworks_backups()
+            .await
+            .into_iter()
+            .filter(|b| b["clusterId"] == id)
+            .map(|b| {
+                let deleted = if b["bench"]["deleted"] == true {
+                    ", deleted"
+                } else {
+                    ""
+                };
+                format!("{} {}{deleted}", b["backupId"], b["state"])
+            })
+            .collect();
+        let one = backups.len() == 1 && backups[0].ends_with(" \"succeed\"");
+        (!one).then(|| format!("backups of cluster {id}: {backups:?}"))
+    }
+
+    async fn arm(&self, step: Step, fault: FaultKind, _: &Player<'_>) -> bool {
+        self.disarm().await;
+        match (step, fault) {
+            (Step::Before | Step::During, FaultKind::HandOver) => return false,
+            (Step::Before, fault) => self.0.fault_the_key(fault),
+            // The POST that starts the backup: applied, then its answer is late or lost.
+            (Step::During, FaultKind::Crash) => {
+                self.0
+                    .0
+                    .control
+                    .hopsworks_fault(
+                        json!({"kind": "delay", "seconds": 5, "after": true, "method": "POST", "path_contains": "/api/backups"}),
+                    )
+                    .await;
+                self.crash_once_backed_up(Duration::from_millis(500)).await;
+            }
+            (Step::During, fault) => {
+                self.0
+                    .double_fault(hopsworks_spec(fault, "POST", "/api/backups", true, 0))
+                    .await;
+            }
+            // Waiting for the backup: a poll, the hand-over, or a crash between polls.
+            (Step::After, FaultKind::HandOver) => self.0.fail_the_hand_over().await,
+            // Between the backup's first poll and the next, a second later.
+            (Step::After, FaultKind::Crash) => {
+                self.crash_once_backed_up(Duration::from_millis(600)).await;
+            }
+            (Step::After, fault) => {
+                self.0
+                    .double_fault(hopsworks_spec(fault, "GET", "/api/backups/", false, 0))
+                    .await;
+            }
+        }
+        true
+    }
+
+    async fn struck(&self, cfn: &Player<'_>) -> bool {
+        self.0.struck(cfn).await
+    }
+
+    async fn disarm(&self) {
+        self.0.disarm_day2().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hopsworks_cluster_delete_keeps_one_backup_and_leaves_nothing_else_whatever_fails_when() {
+    run(&HopsworksDelete::start().await).await;
 }
 
 // ---- EksAccess through aws-auth --------------------------------------------------------------

@@ -6,12 +6,15 @@
 //! The backup's name is made from the Delete's request id and the cluster's id, so a POST whose
 //! answer was lost, an invocation that ran out of time and a second delivery of the same Delete
 //! all find the backup asked for first ([`hopsworks_ai::Client::create_backup`]) instead of asking
-//! for another. A later Delete (a new request) takes a new backup.
+//! for another. A later Delete (a new request) takes a new backup, unless one an earlier Delete
+//! asked for is still under way ([`under_way`]): a Delete retried after one that failed while
+//! waiting (a failed hand-over, a timeout) waits for that backup rather than ask for another,
+//! which Hopsworks.ai refuses while one is in progress.
 
 use crate::delete::Doomed;
 use crate::{HAND_OVER, HopsworksCluster, Stop, Waiting, bounded, state};
 use custom_resource::{Context, Failure, Progress};
-use hopsworks_ai::{BackupStarted, Client, Cluster, Wait};
+use hopsworks_ai::{Backup, BackupStarted, Client, Cluster, Wait};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
@@ -83,7 +86,21 @@ pub(crate) fn backup_name(request_id: &str, cluster_id: &str, cluster_name: &str
     for byte in request_id.bytes().chain([0]).chain(cluster_id.bytes()) {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{cluster_name}-stack-delete-{hash:016x}")
+    format!("{cluster_name}{NAME_INFIX}{hash:016x}")
+}
+
+/// What every name [`backup_name`] makes holds after the cluster's name.
+const NAME_INFIX: &str = "-stack-delete-";
+
+/// Among `cluster`'s backups, one a Delete of it asked for (named by [`backup_name`]) that is
+/// still under way.
+pub(crate) fn under_way(cluster: &Cluster, backups: Vec<Backup>) -> Option<Backup> {
+    let ours = format!("{}{NAME_INFIX}", cluster.name);
+    backups.into_iter().find(|b| {
+        b.cluster_id == cluster.id
+            && b.backup_name.starts_with(&ours)
+            && hopsworks_ai::waiting_for_backup(&b.state) == Wait::Pending
+    })
 }
 
 impl HopsworksCluster {
@@ -103,14 +120,27 @@ impl HopsworksCluster {
                 "backing up Hopsworks cluster {} ({}) as {name}",
                 cluster.name, cluster.id
             ));
-            let started = bounded(client, ctx)
-                .create_backup(&cluster.id, &name)
-                .await?;
-            let adopted = matches!(started, BackupStarted::Found(_));
+            // A backup under way shows on the cluster: only then are its backups read.
+            let earlier = if cluster.backup_pipeline_in_progress {
+                let backups = bounded(client, ctx).list_backups(Some(&cluster.id)).await?;
+                under_way(cluster, backups)
+            } else {
+                None
+            };
+            let (backup_id, name, adopted) = match earlier {
+                Some(backup) => (backup.backup_id, backup.backup_name, true),
+                None => {
+                    let started = bounded(client, ctx)
+                        .create_backup(&cluster.id, &name)
+                        .await?;
+                    let adopted = matches!(started, BackupStarted::Found(_));
+                    (started.id().to_owned(), name, adopted)
+                }
+            };
             tracing::info!(
                 phase = "backup",
                 cluster_id = %cluster.id,
-                backup_id = %started.id(),
+                backup_id = %backup_id,
                 backup_name = %name,
                 adopted,
                 url = %cluster.url,
@@ -118,7 +148,7 @@ impl HopsworksCluster {
             );
             taking.push(Taking {
                 cluster_id: cluster.id.clone(),
-                backup_id: started.id().to_owned(),
+                backup_id,
                 backup_name: name,
                 seen: String::new(),
             });
@@ -287,6 +317,31 @@ mod tests {
         let backed_up = to_back_up(&doomed(&ids), &listed).unwrap();
         let backed_up: Vec<&str> = backed_up.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(backed_up, ["runs"]);
+    }
+
+    #[test]
+    fn a_retried_delete_waits_for_the_backup_an_earlier_delete_left_under_way() {
+        let c = cluster("c-1", "running", 1_718_001_200);
+        let backup = |name: &str, cluster_id: &str, state: &str| Backup {
+            backup_id: format!("{name}-id"),
+            backup_name: name.into(),
+            cluster_id: cluster_id.into(),
+            state: state.into(),
+            ..Backup::default()
+        };
+        let earlier = backup_name("req-1", "c-1", "c-1-name");
+        let found = under_way(&c, vec![backup(&earlier, "c-1", "pending")]);
+        assert_eq!(found.map(|b| b.backup_id), Some(format!("{earlier}-id")));
+        // Not one that is over (a new Delete takes a new backup), not the user's own, not
+        // another cluster's.
+        for other in [
+            backup(&earlier, "c-1", "succeed"),
+            backup(&earlier, "c-1", "failed"),
+            backup("nightly", "c-1", "pending"),
+            backup(&backup_name("req-1", "c-2", "c-1-name"), "c-2", "pending"),
+        ] {
+            assert_eq!(under_way(&c, vec![other.clone()]), None, "{other:?}");
+        }
     }
 
     #[test]
