@@ -158,6 +158,9 @@ LAUNCH_ACTIONS = {
         ),
         # The code: the same grant as ReadTheArtifacts in launch_policy.
         (["s3:GetObject", "s3:GetObjectVersion"], ["{artifacts}"]),
+        # EksAccessSubnetIds/EksAccessSecurityGroupId: Lambda checks the VpcConfig it is given.
+        (["ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+          "ec2:DescribeNetworkInterfaces"], ["*"]),
     ],
     # The new-cluster path (CreateEksCluster true). EC2 network resources get their ids when they
     # are made and the template launches in any region, so these actions cannot name them: they
@@ -231,6 +234,17 @@ LAUNCH_ACTIONS = {
             ["*"],
         ),
     ],
+    # NewClusterFlowLogs: the VPC's flow logs to the stack's log group, delivered by the stack's
+    # role (named <stack>-NewFlowLogRole-…).
+    "AWS::EC2::FlowLog": [
+        (
+            ["ec2:CreateFlowLogs", "ec2:DeleteFlowLogs", "ec2:DescribeFlowLogs",
+             "ec2:DescribeTags", "ec2:CreateTags", "ec2:DeleteTags", "autoscaling:DescribeTags",
+             "logs:CreateLogDelivery", "logs:DeleteLogDelivery"],
+            ["*"],
+        ),
+        (["iam:PassRole"], ["arn:{partition}:iam::*:role/{stack}-*"]),
+    ],
     # The cluster's name is a parameter: any cluster of the account; its roles are the stack's.
     "AWS::EKS::Cluster": [
         (
@@ -298,6 +312,11 @@ LAUNCH_ACTIONS = {
 # property that would need it (None: not needed whatever the properties). check_schema_coverage
 # fails if a resource of the type sets that property, so a new property cannot go unnoticed.
 NOT_NEEDED = {
+    "AWS::EC2::FlowLog": [
+        # Delivery to S3 (LogDestination with LogDestinationType s3) only; ours goes to a log
+        # group through DeliverLogsPermissionArn, so no service-linked role either.
+        ("LogDestination", ["s3:GetBucketPolicy", "s3:PutBucketPolicy", "iam:CreateServiceLinkedRole"]),
+    ],
     "AWS::EC2::VPCGatewayAttachment": [
         ("VpnGatewayId", ["ec2:AttachVpnGateway", "ec2:DetachVpnGateway",
                           "ec2:DescribeVpnGateways"]),
@@ -322,8 +341,6 @@ NOT_NEEDED = {
         ("Groups", ["iam:PutGroupPolicy", "iam:GetGroupPolicy", "iam:DeleteGroupPolicy"]),
     ],
     "AWS::Lambda::Function": [
-        ("VpcConfig", ["ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
-                       "ec2:DescribeNetworkInterfaces"]),
         ("FileSystemConfigs", ["elasticfilesystem:DescribeMountTargets", "s3files:ListMountTargets"]),
         ("KmsKeyArn", ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",
                        "kms:GenerateDataKey"]),
