@@ -115,7 +115,10 @@ impl Clients {
                 call: "ec2:DescribeRouteTables",
                 source,
             })?;
-        let public = Hint(split_public(&cluster_subnets, &tables).0);
+        // Sorted: one Reason for one account, whatever order EKS lists the subnets in.
+        let mut public = split_public(&cluster_subnets, &tables).0;
+        public.sort();
+        let public = Hint(public);
         let actual = match found {
             Ok(output) => output
                 .subnets()
