@@ -457,43 +457,7 @@ impl Client {
         body: Option<&Value>,
         what: &str,
     ) -> Result<Envelope, Error> {
-        let mut last = String::new();
-        for attempt in 1..=self.retry.attempts {
-            let Some(timeout) = self.attempt_timeout() else {
-                return Err(Error::OutOfTime { last });
-            };
-            match self.attempt(method.clone(), path, body, timeout).await {
-                Attempt::Done(result) => return result,
-                Attempt::Retry {
-                    last: why,
-                    maybe_applied: true,
-                    ..
-                } => {
-                    warn!(%method, path, attempt, error = %why, "no clear answer to a change: not sent again");
-                    return Err(Error::Unanswered {
-                        what: what.to_owned(),
-                        last: why,
-                    });
-                }
-                Attempt::Retry {
-                    last: why, after, ..
-                } => {
-                    warn!(%method, path, attempt, error = %why, "a change was not applied; it will be sent again");
-                    last = why;
-                    if attempt < self.retry.attempts {
-                        self.pause(after.unwrap_or_else(|| self.backoff(attempt)), &last)
-                            .await?;
-                    }
-                }
-            }
-        }
-        if self.attempt_timeout().is_none() {
-            return Err(Error::OutOfTime { last });
-        }
-        Err(Error::Exhausted {
-            attempts: self.retry.attempts,
-            last,
-        })
+        self.retrying(method, path, body, Some(what)).await
     }
 
     /// An idempotent call (GET, DELETE), retried.
@@ -503,12 +467,24 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Envelope, Error> {
+        self.retrying(method, path, body, None).await
+    }
+
+    /// The attempts of one call, within the retry policy and the deadline. A change (`once`
+    /// names it) ends at the first attempt that may have been applied; anything else is retried.
+    async fn retrying(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        once: Option<&str>,
+    ) -> Result<Envelope, Error> {
         let mut last = String::new();
         for attempt in 1..=self.retry.attempts {
             let Some(timeout) = self.attempt_timeout() else {
                 return Err(Error::OutOfTime { last });
             };
-            match self.attempt(method.clone(), path, body, timeout).await {
+            let (why, after) = match self.attempt(method.clone(), path, body, timeout).await {
                 Attempt::Done(result) => {
                     if attempt > 1 {
                         info!(%method, path, attempt, "Hopsworks.ai answered after retries");
@@ -516,15 +492,25 @@ impl Client {
                     return result;
                 }
                 Attempt::Retry {
-                    last: why, after, ..
-                } => {
-                    warn!(%method, path, attempt, error = %why, "Hopsworks.ai request will be retried");
-                    last = why;
-                    if attempt < self.retry.attempts {
-                        self.pause(after.unwrap_or_else(|| self.backoff(attempt)), &last)
-                            .await?;
-                    }
+                    last: why,
+                    maybe_applied: true,
+                    ..
+                } if let Some(what) = once => {
+                    warn!(%method, path, attempt, error = %why, "no clear answer to a change: not sent again");
+                    return Err(Error::Unanswered {
+                        what: what.to_owned(),
+                        last: why,
+                    });
                 }
+                Attempt::Retry {
+                    last: why, after, ..
+                } => (why, after),
+            };
+            warn!(%method, path, attempt, error = %why, "Hopsworks.ai request will be retried");
+            last = why;
+            if attempt < self.retry.attempts {
+                self.pause(after.unwrap_or_else(|| self.backoff(attempt)), &last)
+                    .await?;
             }
         }
         if self.attempt_timeout().is_none() {
